@@ -1,0 +1,51 @@
+// Compiled once, with baseline flags: picks each family's kernels for the CPU.
+#include "core/cpu_features.h"
+#include "cpu/activation.h"
+#include "cpu/gemm.h"
+#include "cpu/loss.h"
+#include "cpu/optim.h"
+
+namespace dk::cpu {
+
+#if defined(DK_HAVE_AVX512)
+#define DK_CASE_AVX512(name) case Isa::avx512: return avx512::name##_table<T>();
+#else
+#define DK_CASE_AVX512(name)
+#endif
+#if defined(DK_HAVE_AVX2)
+#define DK_CASE_AVX2(name) case Isa::avx2: return avx2::name##_table<T>();
+#else
+#define DK_CASE_AVX2(name)
+#endif
+
+#define DK_DISPATCH(Table, name)                                         \
+  template <class T>                                                     \
+  static const Table<T>& name##_pick() {                                 \
+    switch (active_isa()) {                                              \
+      DK_CASE_AVX512(name)                                               \
+      DK_CASE_AVX2(name)                                                 \
+      default: return generic::name##_table<T>();                        \
+    }                                                                    \
+  }                                                                      \
+  template <class T>                                                     \
+  const Table<T>& name##_kernels() {                                     \
+    static const Table<T>& table = name##_pick<T>();                     \
+    return table;                                                        \
+  }                                                                      \
+  template const Table<float>& name##_kernels<float>();                  \
+  template const Table<double>& name##_kernels<double>();
+
+#ifdef DK_FAMILY_gemm
+DK_DISPATCH(GemmKernels, gemm)
+#endif
+#ifdef DK_FAMILY_activation
+DK_DISPATCH(ActivationKernels, activation)
+#endif
+#ifdef DK_FAMILY_loss
+DK_DISPATCH(LossKernels, loss)
+#endif
+#ifdef DK_FAMILY_optim
+DK_DISPATCH(OptimKernels, optim)
+#endif
+
+}  // namespace dk::cpu
