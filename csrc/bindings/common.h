@@ -116,6 +116,7 @@ decltype(auto) by_dtype(DType d, F&& f) {
 // The families register their functions on the module through these.
 void bind_core(py::module_& m);
 void bind_cuda(py::module_& m);
+void bind_roofline(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_activation(py::module_& m);
 void bind_loss(py::module_& m);

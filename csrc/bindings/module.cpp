@@ -5,6 +5,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "deepkern native kernels";
   dk::bind::bind_core(m);
   dk::bind::bind_cuda(m);
+  dk::bind::bind_roofline(m);
 #ifdef DK_FAMILY_gemm
   dk::bind::bind_gemm(m);
 #endif

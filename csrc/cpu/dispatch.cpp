@@ -4,6 +4,7 @@
 #include "cpu/gemm.h"
 #include "cpu/loss.h"
 #include "cpu/optim.h"
+#include "cpu/roofline.h"
 
 namespace dk::cpu {
 
@@ -47,5 +48,6 @@ DK_DISPATCH(LossKernels, loss)
 #ifdef DK_FAMILY_optim
 DK_DISPATCH(OptimKernels, optim)
 #endif
+DK_DISPATCH(RooflineKernels, roofline)
 
 }  // namespace dk::cpu
