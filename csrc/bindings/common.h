@@ -44,6 +44,13 @@ inline DType float_dtype(const char* op, const char* name, const py::array& a) {
   type_error(op, std::string(name) + " must be float32 or float64, got " + dtype_name(a));
 }
 
+// a's data in a C-contiguous array (numpy.asarray(a, dtype, order="C"), which
+// keeps 0-D arrays 0-D): a copy's MemoryError propagates, where
+// py::array::ensure would clear it and return null.
+inline py::array c_contiguous(const py::array& a, py::object dtype = py::none()) {
+  return py::module_::import("numpy").attr("asarray")(a, dtype, "C");
+}
+
 // An array the op only reads: any float array; strided views are copied to
 // C-contiguous memory. Its dtype must be `want` (mixing dtypes is a TypeError).
 inline py::array input(const char* op, const char* name, py::handle h, DType want) {
@@ -51,7 +58,7 @@ inline py::array input(const char* op, const char* name, py::handle h, DType wan
   if (float_dtype(op, name, a) != want)
     type_error(op, std::string(name) + " has dtype " + dtype_name(a) + ", expected " +
                        (want == DType::f32 ? "float32" : "float64") + " like the other arguments");
-  if (!(a.flags() & py::array::c_style)) a = py::array::ensure(a, py::array::c_style);
+  if (!(a.flags() & py::array::c_style)) a = c_contiguous(a);
   return a;
 }
 
@@ -73,7 +80,7 @@ inline py::array_t<int64_t> labels(const char* op, const char* name, py::handle 
   py::array a = as_array(op, name, h);
   if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
     type_error(op, std::string(name) + " must be an integer array, got " + dtype_name(a));
-  return py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  return py::reinterpret_borrow<py::array_t<int64_t>>(c_contiguous(a, py::dtype::of<int64_t>()));
 }
 
 inline void check_ndim(const char* op, const char* name, const py::array& a, py::ssize_t ndim) {
@@ -121,5 +128,7 @@ void bind_gemm(py::module_& m);
 void bind_activation(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_batchnorm(py::module_& m);
 
 }  // namespace dk::bind

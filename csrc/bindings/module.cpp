@@ -6,16 +6,10 @@ PYBIND11_MODULE(_C, m) {
   dk::bind::bind_core(m);
   dk::bind::bind_cuda(m);
   dk::bind::bind_roofline(m);
-#ifdef DK_FAMILY_gemm
   dk::bind::bind_gemm(m);
-#endif
-#ifdef DK_FAMILY_activation
   dk::bind::bind_activation(m);
-#endif
-#ifdef DK_FAMILY_loss
   dk::bind::bind_loss(m);
-#endif
-#ifdef DK_FAMILY_optim
   dk::bind::bind_optim(m);
-#endif
+  dk::bind::bind_pool(m);
+  dk::bind::bind_batchnorm(m);
 }

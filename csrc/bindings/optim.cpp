@@ -1,59 +1,188 @@
-// Optimizer steps: lists of arrays in, updated in place in one native call.
+// Optimizer steps: lists of arrays in, updated in place in one native call; and
+// the gradient utilities (finiteness, clipping by norm and by value).
 // Everything is checked before anything is written: no half-updated state.
+// Each step takes check_finite: when set, a read-only pre-pass over the grads
+// runs first and the step returns False, writing nothing, if any is NaN/Inf.
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
 #include "bindings/common.h"
+#include "core/optim_math.h"
 #include "cpu/optim.h"
 
 namespace dk::bind {
+
+// Steps run every training iteration, on up to hundreds of tensors, so the
+// checks have a fast path: an array that is already fine costs a few pointer
+// reads; only a failing one goes through common.h's checks, which build the
+// message naming it (or, for a strided read-only array, make the copy).
+
+// The name of array i of list `list` ("grads[3]"), built only for a message.
+static std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
+
+static PyObject* descr_of(DType d) {
+  static PyObject* f32 = py::dtype::of<float>().release().ptr();
+  static PyObject* f64 = py::dtype::of<double>().release().ptr();
+  return d == DType::f32 ? f32 : f64;
+}
+
+// True when h is an array of dtype d, C-contiguous, and writeable when written.
+static bool fast_ok(py::handle h, DType d, bool written) {
+  if (!py::isinstance<py::array>(h)) return false;
+  const auto* a = py::detail::array_proxy(h.ptr());
+  using npy = py::detail::npy_api;
+  int need = npy::NPY_ARRAY_C_CONTIGUOUS_ | (written ? npy::NPY_ARRAY_WRITEABLE_ : 0);
+  return a->descr == descr_of(d) && (a->flags & need) == need;
+}
+
+// list[i] checked: fast, or through common.h (raises, or copies a strided read-only array).
+static py::array checked(const char* op, const char* list, const py::list& l, size_t i, DType d, bool written) {
+  py::handle h = l[i];
+  if (fast_ok(h, d, written)) return py::reinterpret_borrow<py::array>(h);
+  std::string name = item(list, i);
+  return written ? output(op, name.c_str(), h, d) : input(op, name.c_str(), h, d);
+}
+
+static bool same_shape(const py::array& a, const py::array& b) {
+  return a.ndim() == b.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), b.shape());
+}
+
+// Arrays written in place must not overlap each other or the arrays read with
+// them: threads would race on the shared memory. An overlap is found by sorting
+// the arrays' byte ranges; names are built only for the message.
+struct Spans {
+  struct Span {
+    uintptr_t lo, hi;
+    const char* list;
+    size_t i;
+  };
+  std::vector<Span> spans;
+  void add(const py::array& a, const char* list, size_t i) {
+    if (a.size() == 0) return;
+    auto lo = reinterpret_cast<uintptr_t>(a.data());
+    spans.push_back({lo, lo + static_cast<uintptr_t>(a.nbytes()), list, i});
+  }
+  void check(const char* op) {
+    std::sort(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.lo < y.lo; });
+    for (size_t k = 1; k < spans.size(); ++k)
+      if (spans[k].lo < spans[k - 1].hi)
+        value_error(op, item(spans[k].list, spans[k].i) + " and " + item(spans[k - 1].list, spans[k - 1].i) +
+                            " share memory; every array of a step must be distinct");
+  }
+};
 
 // The arrays of one step, checked and kept alive for the duration of the call.
 struct StepArrays {
   DType dtype = DType::f32;
   std::vector<py::array> params, grads;
-  std::vector<std::vector<py::array>> states;
+  std::vector<std::vector<py::array>> states;  // one list per state kind; empty when not used
   std::vector<int64_t> sizes;
 
-  // params and each state list: C-contiguous, writeable; grads: read only.
+  // params and each used state list: C-contiguous, writeable; grads: read only.
+  // state_lists: (name, list, used); an unused list is ignored and stays empty.
   StepArrays(const char* op, const py::list& p, const py::list& g,
-             const std::vector<std::pair<const char*, py::list>>& state_lists) {
-    if (p.size() != g.size())
-      value_error(op, "got " + std::to_string(p.size()) + " params but " + std::to_string(g.size()) + " grads");
-    if (p.size() > 0) dtype = float_dtype(op, "params[0]", as_array(op, "params[0]", p[0]));
-    for (size_t i = 0; i < p.size(); ++i) {
-      std::string pi = "params[" + std::to_string(i) + "]", gi = "grads[" + std::to_string(i) + "]";
-      params.push_back(output(op, pi.c_str(), p[i], dtype));
-      grads.push_back(input(op, gi.c_str(), g[i], dtype));
-      if (shape_of(grads.back()) != shape_of(params.back()))
-        value_error(op, gi + " has shape " + shape_str(grads.back()) + " but " + pi + " has " +
-                            shape_str(params.back()));
-      sizes.push_back(static_cast<int64_t>(params.back().size()));
+             const std::vector<std::tuple<const char*, py::list, bool>>& state_lists) {
+    const size_t n = p.size();
+    if (n != g.size())
+      value_error(op, "got " + std::to_string(n) + " params but " + std::to_string(g.size()) + " grads");
+    if (n > 0) dtype = float_dtype(op, "params[0]", as_array(op, "params[0]", p[0]));
+    Spans spans;
+    spans.spans.reserve(n * (2 + state_lists.size()));
+    params.reserve(n);
+    grads.reserve(n);
+    sizes.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      params.push_back(checked(op, "params", p, i, dtype, true));
+      grads.push_back(checked(op, "grads", g, i, dtype, false));
+      if (!same_shape(grads[i], params[i]))
+        value_error(op, item("grads", i) + " has shape " + shape_str(grads[i]) + " but " + item("params", i) +
+                            " has " + shape_str(params[i]));
+      sizes.push_back(static_cast<int64_t>(params[i].size()));
+      spans.add(params[i], "params", i);
+      spans.add(grads[i], "grads", i);
     }
-    for (const auto& [name, list] : state_lists) {
-      if (list.size() != p.size())
-        value_error(op, "got " + std::to_string(list.size()) + " " + name + " for " +
-                            std::to_string(p.size()) + " params");
-      std::vector<py::array> s;
-      for (size_t i = 0; i < list.size(); ++i) {
-        std::string si = std::string(name) + "[" + std::to_string(i) + "]";
-        s.push_back(output(op, si.c_str(), list[i], dtype));
-        if (shape_of(s.back()) != shape_of(params[i]))
-          value_error(op, si + " has shape " + shape_str(s.back()) + " but params[" + std::to_string(i) +
-                              "] has " + shape_str(params[i]));
+    for (const auto& [name, list, used] : state_lists) {
+      auto& s = states.emplace_back();
+      if (!used) continue;
+      if (list.size() != n)
+        value_error(op, "got " + std::to_string(list.size()) + " " + name + " for " + std::to_string(n) +
+                            " params");
+      s.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        s.push_back(checked(op, name, list, i, dtype, true));
+        if (!same_shape(s[i], params[i]))
+          value_error(op, item(name, i) + " has shape " + shape_str(s[i]) + " but " + item("params", i) +
+                              " has " + shape_str(params[i]));
+        spans.add(s[i], name, i);
       }
-      states.push_back(std::move(s));
     }
+    spans.check(op);
   }
 
   template <class T>
-  std::vector<T*> mutable_ptrs(std::vector<py::array>& arrays) {
+  static std::vector<T*> ptrs(const std::vector<py::array>& arrays) {
     std::vector<T*> out;
-    for (auto& a : arrays) out.push_back(out_ptr<T>(a));
+    out.reserve(arrays.size());
+    // Written lists were checked writeable; grads are passed on as const T*.
+    for (const auto& a : arrays) out.push_back(static_cast<T*>(const_cast<void*>(a.data())));
     return out;
   }
-  template <class T>
-  std::vector<const T*> const_ptrs(const std::vector<py::array>& arrays) {
-    std::vector<const T*> out;
-    for (const auto& a : arrays) out.push_back(in_ptr<T>(a));
-    return out;
+
+  // Calls f(kernels, tensor list, state(k)) for this dtype without the GIL, where
+  // state(k) is the k-th state list's pointers (nullptr when unused). With
+  // check_finite, all_finite runs first and a non-finite grad means no write
+  // and a false return.
+  template <class F>
+  bool run(bool check_finite, F&& f) {
+    return by_dtype(dtype, [&](auto tag) -> bool {
+      using T = decltype(tag);
+      auto w = ptrs<T>(params);
+      auto g = ptrs<T>(grads);
+      std::vector<std::vector<T*>> st;
+      for (const auto& list : states) st.push_back(ptrs<T>(list));
+      auto state = [&](size_t k) -> T* const* { return st[k].empty() ? nullptr : st[k].data(); };
+      cpu::TensorList<T> t{static_cast<int64_t>(w.size()), w.data(), const_cast<const T* const*>(g.data()),
+                           sizes.data()};
+      const auto& kernels = cpu::optim_kernels<T>();
+      py::gil_scoped_release nogil;
+      if (check_finite && !kernels.all_finite({t.count, t.grads, t.sizes})) return false;
+      f(kernels, t, state);
+      return true;
+    });
+  }
+};
+
+static void check_step(const char* op, int64_t step) {
+  if (step < 1) value_error(op, "step counts from 1 (torch's state['step'] after the increment), got " +
+                                    std::to_string(step));
+}
+
+// A list of arrays of one dtype: read only (copied when strided) or written in place.
+struct ArrayListArg {
+  DType dtype = DType::f32;
+  std::vector<py::array> arrays;
+  std::vector<int64_t> sizes;
+
+  ArrayListArg(const char* op, const char* name, const py::list& list, bool written) {
+    if (list.size() > 0) dtype = float_dtype(op, item(name, 0).c_str(), as_array(op, item(name, 0).c_str(), list[0]));
+    Spans spans;
+    arrays.reserve(list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      arrays.push_back(checked(op, name, list, i, dtype, written));
+      sizes.push_back(static_cast<int64_t>(arrays.back().size()));
+      spans.add(arrays.back(), name, i);
+    }
+    if (written) spans.check(op);
+  }
+
+  template <class T, class F>
+  auto run(F&& f) {
+    // Read-only lists reach only the kernels that take const T (all_finite, the norm alone).
+    auto ptrs = StepArrays::ptrs<T>(arrays);
+    cpu::ArrayList<T> l{static_cast<int64_t>(ptrs.size()), ptrs.data(), sizes.data()};
+    py::gil_scoped_release nogil;
+    return f(cpu::optim_kernels<T>(), l);
   }
 };
 
@@ -61,28 +190,164 @@ void bind_optim(py::module_& m) {
   m.def(
       "sgd_step",
       [](py::list params, py::list grads, py::list momentum_buffers, double lr, double momentum,
-         double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step) {
-        const char* op = "sgd_step";
-        std::vector<std::pair<const char*, py::list>> state;
-        if (momentum != 0.0) state.emplace_back("momentum_buffers", momentum_buffers);
-        StepArrays s(op, params, grads, state);
+         double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step, bool check_finite) {
+        StepArrays s("sgd_step", params, grads, {{"momentum_buffers", momentum_buffers, momentum != 0.0}});
         SgdParams p{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
-        by_dtype(s.dtype, [&](auto tag) {
-          using T = decltype(tag);
-          auto w = s.mutable_ptrs<T>(s.params);
-          auto g = s.const_ptrs<T>(s.grads);
-          std::vector<T*> buf;
-          if (!s.states.empty()) buf = s.mutable_ptrs<T>(s.states[0]);
-          cpu::TensorList<T> t{static_cast<int64_t>(w.size()), w.data(), g.data(), s.sizes.data()};
-          py::gil_scoped_release nogil;
-          cpu::optim_kernels<T>().sgd(p, t, buf.empty() ? nullptr : buf.data());
-        });
+        return s.run(check_finite, [&](const auto& k, const auto& t, auto state) { k.sgd(p, t, state(0)); });
       },
       py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("lr"), py::arg("momentum"),
       py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"),
-      py::arg("first_step"),
+      py::arg("first_step"), py::arg("check_finite") = false,
       "torch.optim.SGD's update of every param in place; momentum_buffers (ignored when momentum is 0) "
-      "are updated in place too.");
+      "are updated in place too. Returns False, writing nothing, when check_finite and a grad is not finite.");
+
+  m.def(
+      "adagrad_step",
+      [](py::list params, py::list grads, py::list sums, double lr, double lr_decay, double weight_decay, double eps,
+         int64_t step, bool maximize, bool check_finite) {
+        check_step("adagrad_step", step);
+        StepArrays s("adagrad_step", params, grads, {{"sums", sums, true}});
+        AdagradParams p{lr, lr_decay, weight_decay, eps, step, maximize};
+        return s.run(check_finite, [&](const auto& k, const auto& t, auto state) { k.adagrad(p, t, state(0)); });
+      },
+      py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("lr"), py::arg("lr_decay"),
+      py::arg("weight_decay"), py::arg("eps"), py::arg("step"), py::arg("maximize"), py::arg("check_finite") = false,
+      "torch.optim.Adagrad's update in place (sums: state['sum']).");
+
+  m.def(
+      "adadelta_step",
+      [](py::list params, py::list grads, py::list square_avgs, py::list acc_deltas, double lr, double rho,
+         double eps, double weight_decay, bool maximize, bool check_finite) {
+        StepArrays s("adadelta_step", params, grads,
+                     {{"square_avgs", square_avgs, true}, {"acc_deltas", acc_deltas, true}});
+        AdadeltaParams p{lr, rho, eps, weight_decay, maximize};
+        return s.run(check_finite,
+                     [&](const auto& k, const auto& t, auto state) { k.adadelta(p, t, state(0), state(1)); });
+      },
+      py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("acc_deltas"), py::arg("lr"),
+      py::arg("rho"), py::arg("eps"), py::arg("weight_decay"), py::arg("maximize"), py::arg("check_finite") = false,
+      "torch.optim.Adadelta's update in place.");
+
+  m.def(
+      "rmsprop_step",
+      [](py::list params, py::list grads, py::list square_avgs, py::list grad_avgs, py::list momentum_buffers,
+         double lr, double alpha, double eps, double weight_decay, double momentum, bool centered, bool maximize,
+         bool check_finite) {
+        StepArrays s("rmsprop_step", params, grads,
+                     {{"square_avgs", square_avgs, true},
+                      {"grad_avgs", grad_avgs, centered},
+                      {"momentum_buffers", momentum_buffers, momentum > 0.0}});
+        RmspropParams p{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+        return s.run(check_finite, [&](const auto& k, const auto& t, auto state) {
+          k.rmsprop(p, t, state(0), state(1), state(2));
+        });
+      },
+      py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"),
+      py::arg("momentum_buffers"), py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"),
+      py::arg("momentum"), py::arg("centered"), py::arg("maximize"), py::arg("check_finite") = false,
+      "torch.optim.RMSprop's update in place; grad_avgs are used when centered, momentum_buffers when "
+      "momentum > 0 (ignored otherwise).");
+
+  m.def(
+      "adam_step",
+      [](py::list params, py::list grads, py::list exp_avgs, py::list exp_avg_sqs, py::list max_exp_avg_sqs,
+         double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step, bool amsgrad,
+         bool decoupled_weight_decay, bool maximize, bool check_finite) {
+        check_step("adam_step", step);
+        StepArrays s("adam_step", params, grads,
+                     {{"exp_avgs", exp_avgs, true},
+                      {"exp_avg_sqs", exp_avg_sqs, true},
+                      {"max_exp_avg_sqs", max_exp_avg_sqs, amsgrad}});
+        AdamParams p{lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled_weight_decay, maximize};
+        return s.run(check_finite,
+                     [&](const auto& k, const auto& t, auto state) { k.adam(p, t, state(0), state(1), state(2)); });
+      },
+      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
+      py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("step"),
+      py::arg("amsgrad"), py::arg("decoupled_weight_decay"), py::arg("maximize"), py::arg("check_finite") = false,
+      "torch.optim.Adam's update in place (AdamW with decoupled_weight_decay); max_exp_avg_sqs are used "
+      "when amsgrad (ignored otherwise).");
+
+  m.def(
+      "adamax_step",
+      [](py::list params, py::list grads, py::list exp_avgs, py::list exp_infs, double lr, double beta1,
+         double beta2, double eps, double weight_decay, int64_t step, bool maximize, bool check_finite) {
+        check_step("adamax_step", step);
+        StepArrays s("adamax_step", params, grads, {{"exp_avgs", exp_avgs, true}, {"exp_infs", exp_infs, true}});
+        AdamaxParams p{lr, beta1, beta2, eps, weight_decay, step, maximize};
+        return s.run(check_finite,
+                     [&](const auto& k, const auto& t, auto state) { k.adamax(p, t, state(0), state(1)); });
+      },
+      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_infs"), py::arg("lr"),
+      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("step"),
+      py::arg("maximize"), py::arg("check_finite") = false, "torch.optim.Adamax's update in place.");
+
+  m.def(
+      "nadam_step",
+      [](py::list params, py::list grads, py::list exp_avgs, py::list exp_avg_sqs, double lr, double beta1,
+         double beta2, double eps, double weight_decay, double momentum_decay, double mu_product, int64_t step,
+         bool decoupled_weight_decay, bool maximize, bool check_finite) {
+        check_step("nadam_step", step);
+        StepArrays s("nadam_step", params, grads,
+                     {{"exp_avgs", exp_avgs, true}, {"exp_avg_sqs", exp_avg_sqs, true}});
+        NadamParams p{lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product, step,
+                      decoupled_weight_decay, maximize};
+        return s.run(check_finite,
+                     [&](const auto& k, const auto& t, auto state) { k.nadam(p, t, state(0), state(1)); });
+      },
+      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("lr"),
+      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("momentum_decay"),
+      py::arg("mu_product"), py::arg("step"), py::arg("decoupled_weight_decay"), py::arg("maximize"),
+      py::arg("check_finite") = false,
+      "torch.optim.NAdam's update in place; mu_product is the product of nadam_mu(1..step), this step's included.");
+
+  m.def(
+      "nadam_mu",
+      [](double beta1, double momentum_decay, int64_t step) { return nadam_mu(beta1, momentum_decay, step); },
+      py::arg("beta1"), py::arg("momentum_decay"), py::arg("step"),
+      "NAdam's momentum coefficient of a step: beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay)).");
+
+  m.def(
+      "all_finite",
+      [](py::list arrays) {
+        ArrayListArg a("all_finite", "arrays", arrays, false);
+        return by_dtype(a.dtype, [&](auto tag) {
+          using T = decltype(tag);
+          return a.run<T>([](const auto& k, const cpu::ArrayList<T>& l) {
+            return k.all_finite(cpu::ArrayList<const T>{l.count, l.data, l.sizes});
+          });
+        });
+      },
+      py::arg("arrays"), "True when no element of any array (one dtype) is NaN or infinite.");
+
+  m.def(
+      "clip_grad_norm",
+      [](py::list grads, double max_norm, double norm_type, bool scale_nonfinite) {
+        const char* op = "clip_grad_norm";
+        if (norm_type != norm_type) value_error(op, "norm_type must not be NaN");
+        ArrayListArg a(op, "grads", grads, max_norm >= 0);
+        ClipParams p{norm_type, max_norm, scale_nonfinite};
+        return by_dtype(a.dtype, [&](auto tag) {
+          using T = decltype(tag);
+          return a.run<T>([&](const auto& k, const cpu::ArrayList<T>& l) { return k.clip_grad_norm(p, l); });
+        });
+      },
+      py::arg("grads"), py::arg("max_norm"), py::arg("norm_type"), py::arg("scale_nonfinite"),
+      "The norm_type-norm of all grads together (float64 accumulation); when max_norm >= 0 the grads are "
+      "then scaled in place by min(1, max_norm / (norm + 1e-6)), except for a non-finite norm when "
+      "scale_nonfinite is False. max_norm < 0: the norm only (grads are read, may be strided).");
+
+  m.def(
+      "clip_grad_value",
+      [](py::list grads, double clip_value) {
+        if (clip_value != clip_value) value_error("clip_grad_value", "clip_value must not be NaN");
+        ArrayListArg a("clip_grad_value", "grads", grads, true);
+        by_dtype(a.dtype, [&](auto tag) {
+          using T = decltype(tag);
+          a.run<T>([&](const auto& k, const cpu::ArrayList<T>& l) { k.clip_grad_value(T(clip_value), l); });
+        });
+      },
+      py::arg("grads"), py::arg("clip_value"), "Clamps every grad element to [-clip_value, clip_value] in place.");
 }
 
 }  // namespace dk::bind

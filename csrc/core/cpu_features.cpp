@@ -62,7 +62,10 @@ int get_num_threads() {
 }
 
 void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("[set_num_threads] n must be >= 1, got " + std::to_string(n));
+  // Far more threads than cores only costs, and past some count thread creation
+  // fails inside OpenMP, which aborts: refuse before that.
+  if (n < 1 || n > 1024)
+    throw std::invalid_argument("[set_num_threads] n must be between 1 and 1024, got " + std::to_string(n));
   num_threads.store(n, std::memory_order_relaxed);
 }
 

@@ -50,4 +50,77 @@ struct SgdParams {
   bool nesterov = false, maximize = false, first_step = false;
 };
 
+// The other torch.optim optimizers, one struct each, fields named as torch's
+// arguments. `step` is torch's state["step"] after this step's increment (1 on
+// the first step): the kernels turn it into bias corrections once per call.
+struct AdagradParams {
+  double lr = 0.0, lr_decay = 0.0, weight_decay = 0.0, eps = 0.0;
+  int64_t step = 1;
+  bool maximize = false;
+};
+
+struct AdadeltaParams {
+  double lr = 0.0, rho = 0.0, eps = 0.0, weight_decay = 0.0;
+  bool maximize = false;
+};
+
+struct RmspropParams {
+  double lr = 0.0, alpha = 0.0, eps = 0.0, weight_decay = 0.0, momentum = 0.0;
+  bool centered = false, maximize = false;
+};
+
+// Adam, AdamW (decoupled_weight_decay) and AMSGrad.
+struct AdamParams {
+  double lr = 0.0, beta1 = 0.0, beta2 = 0.0, eps = 0.0, weight_decay = 0.0;
+  int64_t step = 1;
+  bool amsgrad = false, decoupled_weight_decay = false, maximize = false;
+};
+
+struct AdamaxParams {
+  double lr = 0.0, beta1 = 0.0, beta2 = 0.0, eps = 0.0, weight_decay = 0.0;
+  int64_t step = 1;
+  bool maximize = false;
+};
+
+// mu_product: torch's state["mu_product"] after this step's update, the product
+// of the momentum coefficients mu_1 ... mu_step (see dk::nadam_mu).
+struct NadamParams {
+  double lr = 0.0, beta1 = 0.0, beta2 = 0.0, eps = 0.0, weight_decay = 0.0;
+  double momentum_decay = 0.0, mu_product = 1.0;
+  int64_t step = 1;
+  bool decoupled_weight_decay = false, maximize = false;
+};
+
+// The norm of all the gradients of a call seen as one vector, as
+// torch.nn.utils.clip_grad_norm_: norm_type is p (> 0), 0 (count of non-zeros),
+// +inf (max |g|) or -inf (min |g|). When max_norm >= 0 the gradients are then
+// scaled by min(1, max_norm / (norm + 1e-6)), unless the norm is not finite and
+// scale_nonfinite is false (the caller raises instead).
+struct ClipParams {
+  double norm_type = 2.0, max_norm = -1.0;
+  bool scale_nonfinite = true;
+};
+
+// 2-D pooling over `planes` independent planes (N * C of an NCHW array): input
+// (planes, ih, iw) and output (planes, oh, ow), both contiguous. Output (oh, ow)
+// looks at input rows oh * sh - ph + i * dh (i < kh) and columns ow * sw - pw +
+// j * dw (j < kw); positions outside the input are padding (never read).
+// avg_pool2d has dh = dw = 1 and divides by the window's size clipped to the padded
+// input (count_include_pad) or by the number of input elements it covers.
+struct PoolParams {
+  int64_t planes = 0, ih = 0, iw = 0, oh = 0, ow = 0;
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  bool count_include_pad = true;
+};
+
+// Batch norm over x viewed as (n, c, inner): per-channel statistics over the
+// n * inner values of each channel. training: batch statistics, and the running
+// ones (when given) become (1 - momentum) * running + momentum * batch, with the
+// unbiased batch variance; otherwise the running statistics normalise.
+struct BatchNormParams {
+  int64_t n = 0, c = 0, inner = 0;
+  double eps = 1e-5, momentum = 0.1;
+  bool training = true;
+};
+
 }  // namespace dk

@@ -1,9 +1,11 @@
 // Compiled once, with baseline flags: picks each family's kernels for the CPU.
 #include "core/cpu_features.h"
 #include "cpu/activation.h"
+#include "cpu/batchnorm.h"
 #include "cpu/gemm.h"
 #include "cpu/loss.h"
 #include "cpu/optim.h"
+#include "cpu/pool.h"
 #include "cpu/roofline.h"
 
 namespace dk::cpu {
@@ -36,18 +38,12 @@ namespace dk::cpu {
   template const Table<float>& name##_kernels<float>();                  \
   template const Table<double>& name##_kernels<double>();
 
-#ifdef DK_FAMILY_gemm
 DK_DISPATCH(GemmKernels, gemm)
-#endif
-#ifdef DK_FAMILY_activation
 DK_DISPATCH(ActivationKernels, activation)
-#endif
-#ifdef DK_FAMILY_loss
 DK_DISPATCH(LossKernels, loss)
-#endif
-#ifdef DK_FAMILY_optim
 DK_DISPATCH(OptimKernels, optim)
-#endif
+DK_DISPATCH(PoolKernels, pool)
+DK_DISPATCH(BatchNormKernels, batchnorm)
 DK_DISPATCH(RooflineKernels, roofline)
 
 }  // namespace dk::cpu

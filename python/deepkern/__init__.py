@@ -1,7 +1,28 @@
-"""deepkern: deep learning with hand-written C++ and CUDA kernels under a thin Python layer."""
+"""deepkern: deep learning with hand-written C++ and CUDA kernels under a thin Python layer.
+
+The functional ops (deepkern.ops) are re-exported here; the subpackages are nn
+(modules, losses, initialisers), optim, train (fit / evaluate / predict), data
+and cuda.
+"""
+import operator
+import sys
+
+import numpy as np
+
 from . import _C
+from . import ops
 
 __version__ = _C.__version__
+
+# Every public function of ops, at top level (ops.__all__ when it defines one).
+_op_names = getattr(ops, "__all__", None) or [
+    n for n, v in vars(ops).items()
+    if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == ops.__name__]
+globals().update({n: getattr(ops, n) for n in _op_names})
+
+from . import cuda, data, nn, optim, train  # noqa: E402  (they import ops)
+from .nn import load, save  # noqa: E402
+from .nn.init import manual_seed  # noqa: E402
 
 
 def get_num_threads():
@@ -10,5 +31,32 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Set the threads the native kernels use (process-wide)."""
-    _C.set_num_threads(int(n))
+    """Set the threads the native kernels use (process-wide), 1 to 1024."""
+    n = operator.index(n)
+    if not 1 <= n <= 1024:
+        raise ValueError(f"[set_num_threads] n must be between 1 and 1024, got {n}")
+    _C.set_num_threads(n)
+
+
+def show_config(file=None):
+    """Print the version, the CPU instruction set in use, threads and CUDA status."""
+    out = file if file is not None else sys.stdout
+    isa, best = _C.isa(), _C.best_isa()
+    lines = [f"deepkern {__version__}",
+             f"  python {sys.version.split()[0]}, numpy {np.__version__}",
+             f"  CPU ISA: {isa} (best available: {best}{', lowered by DEEPKERN_ISA' if isa != best else ''})",
+             f"  threads: {get_num_threads()}"]
+    if not cuda.is_built():
+        lines.append("  CUDA: not built")
+    else:
+        v = cuda.runtime_version()
+        n = cuda.device_count()
+        lines.append(f"  CUDA: built (runtime {v // 1000}.{v % 1000 // 10}), "
+                     f"available: {'yes' if n else 'no'}, {n} device(s)")
+        lines += [f"    device {i}: {cuda.device_name(i)}" for i in range(n)]
+    print("\n".join(lines), file=out)
+
+
+__all__ = sorted(_op_names) + ["nn", "optim", "train", "data", "cuda", "ops", "save", "load",
+                               "manual_seed", "get_num_threads", "set_num_threads", "show_config",
+                               "__version__"]

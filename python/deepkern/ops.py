@@ -4,6 +4,9 @@ Validation of dtypes, shapes, contiguity and writeability happens in the binding
 (csrc/bindings/), which raise TypeError / ValueError naming the op and argument;
 this layer turns PyTorch-style arguments into the kernels' explicit ones.
 """
+import operator
+import sys
+
 import numpy as np
 
 from . import _C
@@ -20,17 +23,320 @@ def _float_array(op, name, x):
 
 # -- gemm and linear -----------------------------------------------------------
 
+def _out_dtype(x):
+    """The dtype outputs are allocated with: x's when the kernels take it (float32,
+    float64); otherwise any, since the binding rejects x naming it."""
+    return x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+
+
+def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
+    """alpha * op(a) @ op(b) + beta * out, op(x) = x.T where trans_x; a, b 2-D.
+
+    out: written in place and returned (C-contiguous, writeable, same dtype); when
+    None a new array is returned, which needs beta == 0. As in BLAS, beta == 0
+    never reads out (NaN there does not propagate) and alpha == 0 reads neither
+    a nor b. Strided and transposed views of a and b are read in place, not copied;
+    an out that overlaps a or b gets the product of their old values, as numpy.
+    """
+    a, b = _float_array("gemm", "a", a), _float_array("gemm", "b", b)
+    for name, x in (("a", a), ("b", b)):
+        if x.ndim != 2:
+            raise ValueError(f"[gemm] {name} must be 2-D, got shape {x.shape}")
+    if out is None:
+        if beta != 0:
+            raise ValueError(f"[gemm] beta={beta} reads out, but out is None")
+        m = a.shape[1] if trans_a else a.shape[0]
+        n = b.shape[0] if trans_b else b.shape[1]
+        out = np.empty((m, n), dtype=_out_dtype(a))
+    _C.gemm(a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta))
+    return out
+
+
+def linear(x, w, b=None):
+    """x @ w.T + b as torch.nn.functional.linear: x (*, in), w (out, in), b (out,) -> (*, out)."""
+    x, w = _float_array("linear", "x", x), _float_array("linear", "w", w)
+    if x.ndim < 1:
+        raise ValueError(f"[linear] x must have at least 1 dimension, got shape {x.shape}")
+    if w.ndim != 2:
+        raise ValueError(f"[linear] w must be 2-D (out_features, in_features), got shape {w.shape}")
+    if b is not None:
+        b = _float_array("linear", "b", b)
+    lead = x.shape[:-1]
+    x2 = x.reshape(int(np.prod(lead)), x.shape[-1]) if x.ndim != 2 else x
+    y = np.empty((x2.shape[0], w.shape[0]), dtype=_out_dtype(x))
+    _C.linear(x2, w, b, y)
+    return y.reshape(lead + (w.shape[0],))
+
+
+def linear_backward(dy, x, w, bias=True):
+    """Gradients of linear: (dx, dw, db) with the shapes of x, w and the bias
+    (db is None when bias=False); dy (*, out), x (*, in), w (out, in)."""
+    dy, x, w = (_float_array("linear_backward", n, v) for n, v in (("dy", dy), ("x", x), ("w", w)))
+    if w.ndim != 2:
+        raise ValueError(f"[linear_backward] w must be 2-D (out_features, in_features), got shape {w.shape}")
+    if x.ndim < 1 or dy.ndim != x.ndim or dy.shape[:-1] != x.shape[:-1]:
+        raise ValueError(f"[linear_backward] dy {dy.shape} and x {x.shape} must share their leading dimensions")
+    rows = int(np.prod(x.shape[:-1]))
+    dy2, x2 = dy.reshape(rows, dy.shape[-1]), x.reshape(rows, x.shape[-1])
+    dt = _out_dtype(dy)
+    dx = np.empty(x2.shape, dtype=dt)
+    dw = np.empty(w.shape, dtype=dt)
+    db = np.empty(w.shape[:1], dtype=dt) if bias else None
+    _C.linear_backward(dy2, x2, w, dx, dw, db)
+    return dx.reshape(x.shape), dw, db
+
 
 # -- activations ----------------------------------------------------------------
+# Any shape; numpy arrays run on the CPU, CUDA arrays (__cuda_array_interface__:
+# CuPy, torch CUDA tensors) on the GPU, with the output from the input's library.
+
+_A = _C.Activation
+
+
+def _operand(op, name, x):
+    """x itself when it is a CUDA array, else x as an ndarray."""
+    return x if hasattr(x, "__cuda_array_interface__") else _float_array(op, name, x)
+
+
+def _empty_like(x):
+    """An uninitialised C-contiguous array of x's shape and dtype, from x's own
+    array module: numpy, or the library of a CUDA array (cupy.empty_like, torch.empty_like)."""
+    if isinstance(x, np.ndarray):
+        return np.empty(x.shape, dtype=x.dtype)
+    return sys.modules[type(x).__module__.partition(".")[0]].empty_like(x)
+
+
+def _real(op, name, v):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"[{op}] {name} must be a real number, got {type(v).__name__}")
+    return float(v)
+
+
+def _activation(kind, x, alpha=0.0, threshold=20.0, alpha_name="alpha"):
+    """alpha: the kind's parameter (negative_slope, alpha or beta), named alpha_name in errors."""
+    op = kind.name
+    x = _operand(op, "x", x)
+    y = _empty_like(x)
+    _C.activation(kind, x, y, _real(op, alpha_name, alpha), _real(op, "threshold", threshold))
+    return y
+
+
+def _activation_backward(kind, dy, saved, alpha=0.0, threshold=20.0, alpha_name="alpha"):
+    op = kind.name
+    dy = _operand(op, "dy", dy)
+    saved = _operand(op, "y" if kind in (_A.sigmoid, _A.tanh) else "x", saved)
+    dx = _empty_like(dy)
+    _C.activation_backward(kind, dy, saved, dx, _real(op, alpha_name, alpha), _real(op, "threshold", threshold))
+    return dx
+
+
+def relu(x):
+    """max(x, 0) elementwise (torch.relu)."""
+    return _activation(_A.relu, x)
+
+
+def relu_backward(dy, x):
+    """dy where x > 0, else 0 (relu'(0) = 0, as torch)."""
+    return _activation_backward(_A.relu, dy, x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x (torch.nn.functional.leaky_relu)."""
+    return _activation(_A.leaky_relu, x, negative_slope, alpha_name="negative_slope")
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.01):
+    """dy where x > 0, else negative_slope * dy."""
+    return _activation_backward(_A.leaky_relu, dy, x, negative_slope, alpha_name="negative_slope")
+
+
+def elu(x, alpha=1.0):
+    """x where x > 0, else alpha * (exp(x) - 1) (torch.nn.functional.elu)."""
+    return _activation(_A.elu, x, alpha)
+
+
+def elu_backward(dy, x, alpha=1.0):
+    """dy where x > 0, else dy * alpha * exp(x) (at x = 0: alpha, as torch)."""
+    return _activation_backward(_A.elu, dy, x, alpha)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) elementwise."""
+    return _activation(_A.sigmoid, x)
+
+
+def sigmoid_backward(dy, y):
+    """dy * y * (1 - y), from the forward output y."""
+    return _activation_backward(_A.sigmoid, dy, y)
+
+
+def tanh(x):
+    """tanh(x) elementwise."""
+    return _activation(_A.tanh, x)
+
+
+def tanh_backward(dy, y):
+    """dy * (1 - y^2), from the forward output y."""
+    return _activation_backward(_A.tanh, dy, y)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold (torch.nn.functional.softplus)."""
+    return _activation(_A.softplus, x, beta, threshold, alpha_name="beta")
+
+
+def softplus_backward(dy, x, beta=1.0, threshold=20.0):
+    """dy * sigmoid(beta x), and dy where beta x > threshold."""
+    return _activation_backward(_A.softplus, dy, x, beta, threshold, alpha_name="beta")
+
+
+def silu(x):
+    """x * sigmoid(x) (swish; torch.nn.functional.silu)."""
+    return _activation(_A.silu, x)
+
+
+def silu_backward(dy, x):
+    """dy * s * (1 + x (1 - s)), s = sigmoid(x)."""
+    return _activation_backward(_A.silu, dy, x)
+
+
+def _dim(op, dim):
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"[{op}] dim must be an int, got {type(dim).__name__}")
+    return int(dim)
+
+
+def _softmax(op, x, dim, log):
+    x = _operand(op, "x", x)
+    y = _empty_like(x)
+    _C.softmax(x, y, _dim(op, dim), log)
+    return y
+
+
+def _softmax_backward(op, dy, y, dim, log):
+    dy, y = _operand(op, "dy", dy), _operand(op, "y", y)
+    dx = _empty_like(dy)
+    _C.softmax_backward(dy, y, dx, _dim(op, dim), log)
+    return dx
+
+
+def softmax(x, dim=-1):
+    """exp(x) / sum(exp(x)) along dim, computed max-subtracted (torch.softmax)."""
+    return _softmax("softmax", x, dim, False)
+
+
+def softmax_backward(dy, y, dim=-1):
+    """dx = y * (dy - sum(dy * y, dim)), from the forward output y."""
+    return _softmax_backward("softmax", dy, y, dim, False)
+
+
+def log_softmax(x, dim=-1):
+    """x - max - log(sum(exp(x - max))) along dim (torch.log_softmax)."""
+    return _softmax("log_softmax", x, dim, True)
+
+
+def log_softmax_backward(dy, y, dim=-1):
+    """dx = dy - exp(y) * sum(dy, dim), from the forward output y."""
+    return _softmax_backward("log_softmax", dy, y, dim, True)
 
 
 # -- losses -------------------------------------------------------------------
+# reduction "mean" / "sum" return a Python float, "none" the per-item array;
+# the backward's `grad` is the upstream gradient (a scalar, or per item for "none").
+
+def _per_item(reduction):
+    return reduction in ("none", _C.Reduction.none)
+
+
+def _reduced_out(pred, reduction, per_item_shape):
+    return np.empty(per_item_shape if _per_item(reduction) else (), dtype=pred.dtype)
+
+
+def _upstream(op, grad, dtype, reduction, per_item_shape):
+    """grad as the kernels' dout: a scalar becomes a 0-D array (broadcast per
+    item for "none"); arrays pass through and are checked by the binding."""
+    if isinstance(grad, np.ndarray):
+        return grad
+    g = np.asarray(_real(op, "grad", grad), dtype=dtype)
+    return np.broadcast_to(g, per_item_shape) if _per_item(reduction) else g
+
+
+def _labels(op, labels):
+    if isinstance(labels, np.ndarray):
+        return labels
+    if isinstance(labels, (list, tuple, np.generic, int)):
+        a = np.asarray(labels)
+        return a.astype(np.int64) if a.size == 0 else a  # [] would be float64
+    raise TypeError(f"[{op}] labels must be an integer numpy array, got {type(labels).__name__}")
+
+
+def cross_entropy(logits, labels, reduction="mean"):
+    """torch.nn.functional.cross_entropy over class indices: logits (N, C), integer
+    labels (N,) in [0, C). Fused log-softmax + NLL, one pass per row."""
+    logits, labels = _float_array("cross_entropy", "logits", logits), _labels("cross_entropy", labels)
+    out = _reduced_out(logits, reduction, logits.shape[:1])
+    _C.cross_entropy(logits, labels, out, reduction)
+    return out if _per_item(reduction) else float(out)
+
+
+def cross_entropy_backward(logits, labels, reduction="mean", grad=1.0):
+    """d(cross_entropy)/d(logits) * grad = (softmax(logits) - onehot(labels)) * grad (/ N for "mean")."""
+    op = "cross_entropy_backward"
+    logits, labels = _float_array(op, "logits", logits), _labels(op, labels)
+    dout = _upstream(op, grad, logits.dtype, reduction, logits.shape[:1])
+    dlogits = np.empty(logits.shape, dtype=logits.dtype)
+    _C.cross_entropy_backward(logits, labels, dout, dlogits, reduction)
+    return dlogits
+
+
+def mse(pred, target, reduction="mean"):
+    """(pred - target)^2, averaged, summed or per element (torch.nn.functional.mse_loss)."""
+    pred, target = _float_array("mse", "pred", pred), _float_array("mse", "target", target)
+    out = _reduced_out(pred, reduction, pred.shape)
+    _C.mse(pred, target, out, reduction)
+    return out if _per_item(reduction) else float(out)
+
+
+def mse_backward(pred, target, reduction="mean", grad=1.0):
+    """d(mse)/d(pred) * grad = 2 (pred - target) * grad (/ pred.size for "mean")."""
+    op = "mse_backward"
+    pred, target = _float_array(op, "pred", pred), _float_array(op, "target", target)
+    dout = _upstream(op, grad, pred.dtype, reduction, pred.shape)
+    dpred = np.empty(pred.shape, dtype=pred.dtype)
+    _C.mse_backward(pred, target, dout, dpred, reduction)
+    return dpred
 
 
 # -- optimizer steps ------------------------------------------------------------
 
+# Each step updates params and state arrays in place in one native call and
+# returns True; with check_finite=True a read-only pass over the grads runs first
+# and a NaN/Inf anywhere means nothing is written and the step returns False.
+# `step` is torch's state["step"] after the increment (1 on the first step).
+# Hyperparameter checks are torch.optim's; arrays are checked by the bindings.
+
+def _nonnegative(op, **values):
+    for name, v in values.items():
+        if not v >= 0:  # also rejects NaN
+            raise ValueError(f"[{op}] {name} must be >= 0, got {v}")
+
+
+def _betas(op, beta1, beta2):
+    for i, b in enumerate((beta1, beta2)):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"[{op}] betas[{i}] must be in [0, 1), got {b}")
+
+
+def _state(op, name, arrays, needed):
+    if not needed:
+        return []
+    if arrays is None:
+        raise ValueError(f"[{op}] {name} are needed with these options")
+    return list(arrays)
+
+
 def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0,
-             weight_decay=0.0, nesterov=False, maximize=False, first_step=False):
+             weight_decay=0.0, nesterov=False, maximize=False, first_step=False, check_finite=False):
     """torch.optim.SGD's update of every array in `params`, in place, in one native call.
 
     momentum_buffers: one array per param, updated in place (needed when momentum != 0);
@@ -38,10 +344,337 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     """
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("[sgd_step] nesterov needs momentum > 0 and dampening == 0")
-    if lr < 0 or momentum < 0 or weight_decay < 0:
-        raise ValueError(f"[sgd_step] lr, momentum and weight_decay must be >= 0, "
-                         f"got {lr}, {momentum}, {weight_decay}")
-    if momentum != 0 and momentum_buffers is None:
-        raise ValueError("[sgd_step] momentum != 0 needs momentum_buffers")
-    _C.sgd_step(list(params), list(grads), list(momentum_buffers or []), float(lr), float(momentum),
-                float(dampening), float(weight_decay), bool(nesterov), bool(maximize), bool(first_step))
+    _nonnegative("sgd_step", lr=lr, momentum=momentum, weight_decay=weight_decay)
+    bufs = _state("sgd_step", "momentum_buffers", momentum_buffers, momentum != 0)
+    return _C.sgd_step(list(params), list(grads), bufs, float(lr), float(momentum), float(dampening),
+                       float(weight_decay), bool(nesterov), bool(maximize), bool(first_step), bool(check_finite))
+
+
+def adagrad_step(params, grads, sums, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, step,
+                 maximize=False, check_finite=False):
+    """torch.optim.Adagrad: sum += g^2; param -= lr / (1 + (step - 1) lr_decay) * g / (sqrt(sum) + eps).
+
+    sums: state["sum"] per param (torch starts it at initial_accumulator_value)."""
+    _nonnegative("adagrad_step", lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps)
+    return _C.adagrad_step(list(params), list(grads), list(sums), float(lr), float(lr_decay),
+                           float(weight_decay), float(eps), _step("adagrad_step", step), bool(maximize), bool(check_finite))
+
+
+def adadelta_step(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
+                  maximize=False, check_finite=False):
+    """torch.optim.Adadelta: v = rho v + (1 - rho) g^2; delta = sqrt(u + eps) / sqrt(v + eps) * g;
+    u = rho u + (1 - rho) delta^2; param -= lr * delta."""
+    _nonnegative("adadelta_step", lr=lr, eps=eps, weight_decay=weight_decay)
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"[adadelta_step] rho must be in [0, 1], got {rho}")
+    return _C.adadelta_step(list(params), list(grads), list(square_avgs), list(acc_deltas), float(lr),
+                            float(rho), float(eps), float(weight_decay), bool(maximize), bool(check_finite))
+
+
+def rmsprop_step(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, *, lr=1e-2, alpha=0.99,
+                 eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False, check_finite=False):
+    """torch.optim.RMSprop: v = alpha v + (1 - alpha) g^2; avg = sqrt(v - a^2) + eps with
+    a = lerp(a, g, 1 - alpha) when centered (grad_avgs), else sqrt(v) + eps; with momentum
+    (momentum_buffers) buf = momentum buf + g / avg and param -= lr buf, else param -= lr g / avg."""
+    _nonnegative("rmsprop_step", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
+    ga = _state("rmsprop_step", "grad_avgs", grad_avgs, centered)
+    bufs = _state("rmsprop_step", "momentum_buffers", momentum_buffers, momentum > 0)
+    return _C.rmsprop_step(list(params), list(grads), list(square_avgs), ga, bufs, float(lr), float(alpha),
+                           float(eps), float(weight_decay), float(momentum), bool(centered), bool(maximize),
+                           bool(check_finite))
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, lr=1e-3, beta1=0.9,
+              beta2=0.999, eps=1e-8, weight_decay=0.0, step, amsgrad=False, decoupled_weight_decay=False,
+              maximize=False, check_finite=False):
+    """torch.optim.Adam (AdamW with decoupled_weight_decay, AMSGrad with amsgrad and
+    max_exp_avg_sqs): m = lerp(m, g, 1 - beta1); v = beta2 v + (1 - beta2) g^2;
+    param -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)."""
+    _nonnegative("adam_step", lr=lr, eps=eps, weight_decay=weight_decay)
+    _betas("adam_step", beta1, beta2)
+    vmax = _state("adam_step", "max_exp_avg_sqs", max_exp_avg_sqs, amsgrad)
+    return _C.adam_step(list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), vmax, float(lr),
+                        float(beta1), float(beta2), float(eps), float(weight_decay), _step("adam_step", step), bool(amsgrad),
+                        bool(decoupled_weight_decay), bool(maximize), bool(check_finite))
+
+
+def adamax_step(params, grads, exp_avgs, exp_infs, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, step, maximize=False, check_finite=False):
+    """torch.optim.Adamax: m = lerp(m, g, 1 - beta1); u = max(beta2 u, |g| + eps);
+    param -= lr / (1 - beta1^step) * m / u."""
+    _nonnegative("adamax_step", lr=lr, eps=eps, weight_decay=weight_decay)
+    _betas("adamax_step", beta1, beta2)
+    return _C.adamax_step(list(params), list(grads), list(exp_avgs), list(exp_infs), float(lr), float(beta1),
+                          float(beta2), float(eps), float(weight_decay), _step("adamax_step", step), bool(maximize),
+                          bool(check_finite))
+
+
+def nadam_mu(beta1, momentum_decay, step):
+    """NAdam's momentum coefficient of `step`: beta1 (1 - 0.5 * 0.96^(step momentum_decay))."""
+    return _C.nadam_mu(float(beta1), float(momentum_decay), _step("nadam_mu", step))
+
+
+def nadam_step(params, grads, exp_avgs, exp_avg_sqs, *, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+               weight_decay=0.0, momentum_decay=4e-3, mu_product, step, decoupled_weight_decay=False,
+               maximize=False, check_finite=False):
+    """torch.optim.NAdam. mu_product is torch's state["mu_product"] after this step's update:
+    the product of nadam_mu(beta1, momentum_decay, s) for s = 1 .. step."""
+    _nonnegative("nadam_step", lr=lr, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay)
+    _betas("nadam_step", beta1, beta2)
+    return _C.nadam_step(list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), float(lr), float(beta1),
+                         float(beta2), float(eps), float(weight_decay), float(momentum_decay),
+                         float(mu_product), _step("nadam_step", step), bool(decoupled_weight_decay), bool(maximize),
+                         bool(check_finite))
+
+
+# Gradient utilities. Lists may mix float32 and float64 arrays: one native call per dtype.
+
+def _step(op, step):
+    """The optimizer step count: a positive integer the kernels' int64 can hold."""
+    step = operator.index(step)
+    if not 1 <= step < 2**62:
+        raise ValueError(f"[{op}] step counts from 1 and must be below 2**62, got {step}")
+    return step
+
+
+def _by_dtype(op, arrays, name="grads"):
+    """The arrays split by dtype (float32, float64), each checked here while its
+    index in the caller's list is still known."""
+    groups = {}
+    for i, a in enumerate(arrays):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"[{op}] {name}[{i}] must be a numpy array, got {type(a).__name__}")
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"[{op}] {name}[{i}] must be float32 or float64, got {a.dtype}")
+        groups.setdefault(a.dtype, []).append(a)
+    return list(groups.values())
+
+
+def all_finite(arrays):
+    """True when no element of any array is NaN or infinite (read-only, stops early)."""
+    arrays = list(arrays)
+    try:
+        return _C.all_finite(arrays)  # one dtype, the common case: one call
+    except TypeError:  # mixed dtypes (or a non-array, which _by_dtype names)
+        return all(_C.all_finite(same) for same in _by_dtype("all_finite", arrays, "arrays"))
+
+
+def _combine_norms(norms, norm_type):
+    """The norm of a concatenation from the norms of its parts (torch: a norm of norms)."""
+    if len(norms) == 1:
+        return norms[0]
+    if np.isnan(norms).any():
+        return float("nan")
+    if norm_type == np.inf:
+        return max(norms)
+    if norm_type == -np.inf:
+        return min(norms)
+    if norm_type == 0:
+        return sum(norms)
+    return float(np.sum(np.power(norms, norm_type)) ** (1.0 / norm_type))
+
+
+def grad_norm(arrays, norm_type=2.0):
+    """The norm_type-norm of all arrays seen as one vector (float64 accumulation):
+    p > 0, 0 (non-zero count), inf (max |x|) or -inf (min |x|). 0.0 for no arrays."""
+    norm_type = float(norm_type)
+    groups = _by_dtype("grad_norm", arrays)
+    if not groups:
+        return 0.0
+    return _combine_norms([_C.clip_grad_norm(same, -1.0, norm_type, True) for same in groups], norm_type)
+
+
+def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """torch.nn.utils.clip_grad_norm_ on arrays: total = grad_norm(grads, norm_type), then
+    every grad is scaled in place by min(1, max_norm / (total + 1e-6)); returns total, in one
+    native call (a reduction, then the scaling pass only when total > max_norm). A NaN/Inf
+    total raises RuntimeError, with nothing scaled, when error_if_nonfinite; otherwise it
+    scales as torch does (to NaN, or 0 where the total is Inf). norm_type: any p != 0, inf
+    or -inf. Grads are written in place: C-contiguous, writeable."""
+    op = "clip_grad_norm_"
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    _nonnegative(op, max_norm=max_norm)
+    if norm_type == 0 or np.isnan(norm_type):
+        raise ValueError(f"[{op}] norm_type {norm_type} is not a norm to clip by (torch's clip_grad_norm_ "
+                         "turns 0 into the count of non-zero tensors); grad_norm(grads, 0) counts non-zeros")
+    groups = _by_dtype(op, grads)
+    if not groups:
+        return 0.0
+    if len(groups) == 1:
+        total = _C.clip_grad_norm(groups[0], max_norm, norm_type, not error_if_nonfinite)
+    else:  # mixed dtypes: the norm of the per-dtype norms, then one scaling pass per dtype
+        if not all(g.flags.c_contiguous and g.flags.writeable for same in groups for g in same):
+            raise ValueError(f"[{op}] grads are scaled in place and must be C-contiguous and writeable")
+        total = _combine_norms([_C.clip_grad_norm(same, -1.0, norm_type, True) for same in groups], norm_type)
+        coef = max_norm / (total + 1e-6)
+        if not (error_if_nonfinite and not np.isfinite(total)) and not coef >= 1.0:
+            for same in groups:
+                for g in same:
+                    np.multiply(g, g.dtype.type(coef), out=g)
+    if error_if_nonfinite and not np.isfinite(total):
+        raise RuntimeError(f"[{op}] the total norm of order {norm_type} of the gradients is non-finite "
+                           f"({total}), so it cannot be clipped; nothing was scaled (error_if_nonfinite=False "
+                           "scales anyway, as torch)")
+    return total
+
+
+def clip_grad_value_(grads, clip_value):
+    """torch.nn.utils.clip_grad_value_ on arrays: each grad clamped to [-clip_value, clip_value] in place."""
+    for same in _by_dtype("clip_grad_value_", grads):
+        _C.clip_grad_value(same, float(clip_value))
+
+
+# -- pooling --------------------------------------------------------------------
+# kernel_size, stride, padding and dilation are an int or an (h, w) pair, as torch;
+# x is (N, C, H, W) or unbatched (C, H, W). The bindings check every rule torch
+# checks (padding at most half the kernel, a non-empty output) and the arrays;
+# _C.pool2d_output_shape is the one place the output size is computed.
+
+def _pair(op, name, v):
+    def is_int(e):
+        return isinstance(e, (int, np.integer)) and not isinstance(e, bool)
+    if is_int(v):
+        return (int(v), int(v))
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(is_int(e) for e in v):
+        return (int(v[0]), int(v[1]))
+    raise TypeError(f"[{op}] {name} must be an int or a pair of ints, got {v!r}")
+
+
+def _pool_window(op, kernel_size, stride, padding, dilation=1):
+    k = _pair(op, "kernel_size", kernel_size)
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)  # torch: stride=[]
+    return k, k if no_stride else _pair(op, "stride", stride), _pair(op, "padding", padding), \
+        _pair(op, "dilation", dilation)
+
+
+def _pool_input(op, name, x):
+    x = _float_array(op, name, x)
+    _C.pool2d_check_input(op, name, x.shape)
+    return x
+
+
+def _input_shape(op, shape):
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"[{op}] input_shape must be a sequence of ints, got {shape!r}") from None
+    _C.pool2d_check_input(op, "input_shape", shape)
+    return shape
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """torch.nn.functional.max_pool2d(..., return_indices=True) -> (y, indices).
+
+    indices (int64, y's shape) are flat, h * W + w, within each (n, c) plane, as torch.
+    stride defaults to kernel_size. A window lying wholly in padding (possible only
+    with dilation; torch returns an index outside the plane there) gives -inf and -1.
+    """
+    op = "max_pool2d"
+    x = _pool_input(op, "x", x)
+    k, s, p, d = _pool_window(op, kernel_size, stride, padding, dilation)
+    oh, ow = _C.pool2d_output_shape(op, "x", x.shape, k, s, p, d, bool(ceil_mode))
+    y = np.empty(x.shape[:-2] + (oh, ow), dtype=_out_dtype(x))
+    indices = np.empty(y.shape, dtype=np.int64)
+    _C.max_pool2d(x, y, indices, k, s, p, d, bool(ceil_mode))
+    return y, indices
+
+
+def max_pool2d_backward(dy, indices, input_shape):
+    """dx (input_shape) of max_pool2d: each dy added at the input element its index names."""
+    op = "max_pool2d_backward"
+    dy = _pool_input(op, "dy", dy)
+    dx = np.empty(_input_shape(op, input_shape), dtype=_out_dtype(dy))
+    _C.max_pool2d_backward(dy, indices, dx)
+    return dx
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """torch.nn.functional.avg_pool2d: each window's mean; the divisor is the window's size
+    clipped to the padded input (count_include_pad) or its count of input elements."""
+    op = "avg_pool2d"
+    x = _pool_input(op, "x", x)
+    k, s, p, _ = _pool_window(op, kernel_size, stride, padding)
+    oh, ow = _C.pool2d_output_shape(op, "x", x.shape, k, s, p, (1, 1), bool(ceil_mode))
+    y = np.empty(x.shape[:-2] + (oh, ow), dtype=_out_dtype(x))
+    _C.avg_pool2d(x, y, k, s, p, bool(ceil_mode), bool(count_include_pad))
+    return y
+
+
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """dx (input_shape) of avg_pool2d with the same window arguments."""
+    op = "avg_pool2d_backward"
+    dy = _pool_input(op, "dy", dy)
+    k, s, p, _ = _pool_window(op, kernel_size, stride, padding)
+    shape = _input_shape(op, input_shape)
+    _C.pool2d_output_shape(op, "input_shape", shape, k, s, p, (1, 1), bool(ceil_mode))  # a window that fits
+    dx = np.empty(shape, dtype=_out_dtype(dy))
+    _C.avg_pool2d_backward(dy, dx, k, s, p, bool(ceil_mode), bool(count_include_pad))
+    return dx
+
+
+def global_avg_pool2d(x):
+    """The mean of each (H, W) plane, keeping the dimensions: (N, C, 1, 1) or (C, 1, 1),
+    as torch.nn.functional.adaptive_avg_pool2d(x, 1)."""
+    op = "global_avg_pool2d"
+    x = _pool_input(op, "x", x)
+    y = np.empty(x.shape[:-2] + (1, 1), dtype=_out_dtype(x))
+    _C.global_avg_pool2d(x, y)
+    return y
+
+
+def global_avg_pool2d_backward(dy, input_shape):
+    """dx (input_shape) of global_avg_pool2d: dy / (H * W) over each plane."""
+    op = "global_avg_pool2d_backward"
+    dy = _pool_input(op, "dy", dy)
+    dx = np.empty(_input_shape(op, input_shape), dtype=_out_dtype(dy))
+    _C.global_avg_pool2d_backward(dy, dx)
+    return dx
+
+
+# -- batch norm -----------------------------------------------------------------
+
+def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """torch.nn.functional.batch_norm over x (N, C, *), returning (y, save_mean, save_invstd).
+
+    weight, bias: (C,) or None. training: normalise with the batch mean and biased
+    variance and update running_mean / running_var (both (C,) arrays written in place,
+    or both None) with momentum and the unbiased variance, as torch; an empty batch
+    leaves them unchanged. Otherwise normalise with the running statistics.
+    save_mean and save_invstd = 1 / sqrt(var + eps) are the statistics used, for
+    batch_norm_backward. (momentum=None, torch's cumulative average, is the modules'
+    business: they pass 1 / num_batches_tracked.)
+    """
+    op = "batch_norm"
+    x = _float_array(op, "x", x)
+    if x.ndim < 2:
+        raise ValueError(f"[{op}] x must be (N, C, *) with at least 2 dimensions, got shape {x.shape}")
+    if momentum is None:
+        raise TypeError(f"[{op}] momentum must be a float; BatchNorm modules turn momentum=None into "
+                        "1 / num_batches_tracked")
+    dt = _out_dtype(x)
+    y = np.empty(x.shape, dtype=dt)
+    save_mean, save_invstd = np.empty(x.shape[1], dtype=dt), np.empty(x.shape[1], dtype=dt)
+    _C.batch_norm(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd, bool(training),
+                  float(momentum), float(eps))
+    return y, save_mean, save_invstd
+
+
+def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
+    """Gradients of batch_norm: (dx, dweight, dbias) with dweight = sum(dy * xhat) and
+    dbias = sum(dy) per channel (both None when weight is None, affine=False).
+
+    training: the statistics were the batch's, so they are differentiated too (two
+    passes over the data); False: they were constants (eval), dx = dy * weight * invstd.
+    """
+    op = "batch_norm_backward"
+    x = _float_array(op, "x", x)
+    if x.ndim < 2:
+        raise ValueError(f"[{op}] x must be (N, C, *) with at least 2 dimensions, got shape {x.shape}")
+    dt = _out_dtype(x)
+    dx = np.empty(x.shape, dtype=dt)
+    dweight = dbias = None
+    if weight is not None:
+        dweight, dbias = np.empty(x.shape[1], dtype=dt), np.empty(x.shape[1], dtype=dt)
+    _C.batch_norm_backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, bool(training))
+    return dx, dweight, dbias

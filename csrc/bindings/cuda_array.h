@@ -1,0 +1,114 @@
+// GPU arrays seen through __cuda_array_interface__ (version 2 and 3: CuPy,
+// PyTorch CUDA tensors, Numba): data pointer, shape, dtype, C-contiguity and
+// the producer's stream. Pure Python-object parsing, so it builds without CUDA;
+// whether the pointer really is device memory is checked by the CUDA side.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bindings/common.h"
+
+namespace dk::bind {
+
+struct CudaArray {
+  void* data = nullptr;
+  std::vector<int64_t> shape;
+  DType dtype = DType::f32;
+  bool readonly = false;
+  // The stream the producer works on: the interface's "stream" entry
+  // (1 = legacy default stream, 2 = per-thread default stream, else a
+  // cudaStream_t), 0 (the default stream) when absent or None.
+  std::uintptr_t stream = 0;
+
+  int64_t size() const {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    return n;
+  }
+};
+
+// numpy arrays are answered first: a failed attribute lookup costs an exception.
+inline bool is_cuda_array(py::handle h) {
+  return !py::isinstance<py::array>(h) && py::hasattr(h, "__cuda_array_interface__");
+}
+
+// Describes a float32/float64 C-contiguous CUDA array; raises TypeError for
+// another dtype and ValueError for strided or masked arrays or a bad interface.
+inline CudaArray cuda_array(const char* op, const char* name, py::handle h) {
+  const std::string n(name);
+  py::object iface_obj = h.attr("__cuda_array_interface__");
+  if (!py::isinstance<py::dict>(iface_obj))
+    value_error(op, n + ".__cuda_array_interface__ is not a dict");
+  py::dict iface = iface_obj;
+  for (const char* key : {"shape", "typestr", "data"})
+    if (!iface.contains(key)) value_error(op, n + ".__cuda_array_interface__ has no '" + key + "'");
+
+  CudaArray a;
+  std::string typestr = py::str(iface["typestr"]);
+  if (typestr == "<f4") a.dtype = DType::f32;
+  else if (typestr == "<f8") a.dtype = DType::f64;
+  else type_error(op, n + " must be float32 or float64, got a CUDA array of typestr '" + typestr + "'");
+
+  int64_t bytes = a.dtype == DType::f32 ? 4 : 8;
+  for (py::handle s : py::tuple(iface["shape"])) {
+    int64_t extent = s.cast<int64_t>();
+    if (extent < 0) value_error(op, n + " has a negative extent in its CUDA array interface");
+    if (__builtin_mul_overflow(bytes, extent, &bytes))
+      value_error(op, n + " has a shape whose size overflows 64 bits");
+    a.shape.push_back(extent);
+  }
+
+  py::tuple data = iface["data"];
+  if (data.size() != 2) value_error(op, n + ".__cuda_array_interface__['data'] must be (pointer, readonly)");
+  a.data = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
+  a.readonly = data[1].cast<bool>();
+  if (a.data == nullptr && a.size() > 0) value_error(op, n + " has a null data pointer");
+
+  if (iface.contains("mask") && !iface["mask"].is_none())
+    value_error(op, n + " is a masked CUDA array, which is not supported");
+
+  // C-contiguous: strides absent/None, or equal to the packed ones wherever
+  // the extent is > 1 (a stride over a single element is never used).
+  if (iface.contains("strides") && !iface["strides"].is_none() && a.size() > 0) {
+    py::tuple strides = iface["strides"];
+    if (strides.size() != a.shape.size())
+      value_error(op, n + ".__cuda_array_interface__ has " + std::to_string(strides.size()) +
+                          " strides for " + std::to_string(a.shape.size()) + " dimensions");
+    int64_t expect = a.dtype == DType::f32 ? 4 : 8;
+    for (size_t i = a.shape.size(); i-- > 0;) {
+      if (a.shape[i] > 1 && strides[i].cast<int64_t>() != expect)
+        value_error(op, n + " must be a C-contiguous CUDA array (make a contiguous copy first)");
+      expect *= a.shape[i];
+    }
+  }
+
+  if (iface.contains("stream") && !iface["stream"].is_none()) {
+    auto s = iface["stream"].cast<std::uintptr_t>();
+    if (s == 0) value_error(op, n + ".__cuda_array_interface__['stream'] is 0, which the interface disallows");
+    a.stream = s;
+  }
+  return a;
+}
+
+// An array the op writes: also must not be read-only.
+inline CudaArray cuda_output(const char* op, const char* name, py::handle h) {
+  CudaArray a = cuda_array(op, name, h);
+  if (a.readonly) value_error(op, std::string(name) + " is written in place and must be writeable");
+  return a;
+}
+
+// Every array of a call on the same kind of device: TypeError otherwise.
+inline void check_same_device(const char* op, const char* name, py::handle h, bool cuda, const char* first) {
+  if (is_cuda_array(h) != cuda)
+    type_error(op, std::string(name) + (cuda ? " is not a CUDA array but " : " is a CUDA array but ") + first +
+                       (cuda ? " is" : " is not") + ": the arrays of one call must be on the same device");
+}
+
+inline std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace dk::bind

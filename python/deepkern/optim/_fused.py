@@ -1,0 +1,141 @@
+"""The step driver shared by Adagrad, Adadelta, RMSprop, Adam / AdamW, Adamax and NAdam.
+
+step():
+  1. every group's hyperparameters, grads and existing state arrays are checked
+     (Optimizer._checked), before anything is written;
+  2. in each group, the params that have a grad get the state torch would create on
+     their first step, then are bucketed by dtype and by their scalar state (the
+     step count, and NAdam's mu_product): a param that joined later, or went without
+     a grad for some steps, is at another step and needs other bias corrections;
+  3. the non-finite rule (see Optimizer): with one bucket in all, the native call
+     checks the grads itself (check_finite) before writing; with several, one
+     read-only ops.all_finite pass over every grad runs before the first call. A
+     skipped step also drops the state it created in 2;
+  4. each bucket is one native call (ops.<name>_step) over all its params.
+Usually a group is a single bucket, hence a single call.
+
+State per param follows torch's names: "step" (an int here, a tensor in torch),
+the optimizer's arrays, and any other scalar (NAdam's "mu_product", a float).
+"""
+import numpy as np
+
+from .. import ops
+from .optimizer import Optimizer
+
+
+class FusedOptimizer(Optimizer):
+    """Subclasses set `arrays` (the state arrays torch keeps) and implement _update."""
+
+    arrays = ()
+
+    def __init__(self, params, defaults, nonfinite="skip"):
+        self._check_hyperparameters(defaults)
+        super().__init__(params, defaults, nonfinite)
+
+    # -- what subclasses customise ---------------------------------------------------
+
+    def _arrays(self, group):
+        """The state arrays this group needs (options such as amsgrad add some)."""
+        return self.arrays
+
+    def _initial(self, name, group):
+        """The value a new state array starts at."""
+        return 0.0
+
+    def _new_scalars(self, group):
+        """The scalar state of a param before its first step."""
+        return {"step": 0}
+
+    def _bucket_key(self, state):
+        """Params whose scalar state (step count, ...) agrees share a native call."""
+        return state["step"]
+
+    def _next_scalars(self, scalars, group):
+        """The scalar state after one more step."""
+        return {"step": scalars["step"] + 1}
+
+    def _update(self, group, params, grads, arrays, scalars, check_finite):
+        """One native call: params / grads are lists of arrays, arrays maps each state
+        name to its list, scalars is the bucket's scalar state after this step. Returns
+        the op's result: False when check_finite found a non-finite grad (nothing written)."""
+        raise NotImplementedError
+
+    # -- the driver ------------------------------------------------------------------------
+
+    def step(self):
+        """Update every param that has a grad, in place: True when it updated, False when
+        it skipped the step for a non-finite grad (see the `nonfinite` argument)."""
+        plans = []
+        for gi, group in enumerate(self.param_groups):
+            self._check_hyperparameters(group)  # groups are plain dicts: they may have been edited
+            plans.append((group, self._checked(gi, group, self._arrays(group))))
+        calls, created = [], []
+        for group, params in plans:
+            names = self._arrays(group)
+            buckets = {}
+            for p in params:
+                st = self.state.get(p)
+                if st is None:
+                    st = self.state[p] = self._new_scalars(group)
+                    created.append(p)
+                for name in names:
+                    if name not in st:
+                        st[name] = np.full_like(p.data, self._initial(name, group))
+                key = (p.dtype, self._bucket_key(st))
+                bucket = buckets.get(key)
+                if bucket is None:
+                    buckets[key] = [p]
+                else:
+                    bucket.append(p)
+            calls += [(group, names, same) for same in buckets.values()]
+        # The non-finite rule: inside the native call when there is one call (no extra
+        # round trip), else one read-only pass over all the grads before the first.
+        check = self.nonfinite != "ignore"
+        if check and len(calls) > 1:
+            if not ops.all_finite([p.grad for _, _, same in calls for p in same]):
+                return self._drop(created)
+            check = False
+        for group, names, same in calls:
+            states = [self.state[p] for p in same]
+            scalars = self._next_scalars(states[0], group)
+            if not self._update(group, [p.data for p in same], [p.grad for p in same],
+                                {name: [s[name] for s in states] for name in names}, scalars, check):
+                return self._drop(created)
+            for s in states:
+                s.update(scalars)
+        return True
+
+    def _drop(self, created):
+        """A skipped step leaves no trace: the state it created for new params goes."""
+        for p in created:
+            del self.state[p]
+        return self._nonfinite_step()
+
+
+def check_range(op, group, name, low=0.0, high=None, high_open=False):
+    """ValueError unless low <= group[name] (<= or < high): torch's hyperparameter checks."""
+    v = group[name]
+    if type(v) is float and low <= v and (high is None or (v < high if high_open else v <= high)):
+        return  # the common case, checked every step
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise ValueError(f"[{op}] {name} must be a number, got {v!r}")
+    ok = v >= low and (high is None or (v < high if high_open else v <= high))
+    if not ok:  # NaN fails too
+        bound = f">= {low}" if high is None else f"in [{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"[{op}] invalid {name}: {v} (must be {bound})")
+
+
+def pair(betas):
+    """betas as a tuple when it is a sequence (check_betas rejects anything else)."""
+    return tuple(betas) if isinstance(betas, (tuple, list)) else betas
+
+
+def check_betas(op, group):
+    betas = group["betas"]
+    if type(betas) is tuple and len(betas) == 2 and type(betas[0]) is float and type(betas[1]) is float \
+            and 0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0:
+        return
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"[{op}] betas must be a pair (beta1, beta2), got {betas!r}")
+    for i, b in enumerate(betas):
+        check_range(op, {f"betas[{i}]": b}, f"betas[{i}]", 0.0, 1.0, high_open=True)

@@ -1,0 +1,185 @@
+"""Optimizer: torch.optim's parameter groups, per-parameter state and state dicts.
+
+param_groups is a list of dicts, each with "params" (a list of Parameters) and its
+hyperparameters (the optimizer's defaults filled in where a group leaves one out).
+state maps each Parameter to a dict of arrays (e.g. "momentum_buffer").
+state_dict() refers to parameters by their position across groups, as torch, and
+holds copies; load_state_dict() checks group sizes, shapes and dtypes before
+replacing anything, so a resumed run continues bit-identically or not at all.
+
+Subclasses implement step(): before any native call they check every gradient and
+state array with _checked(), because one group may need several native calls and
+a failure between two of them would leave the parameters half-updated.
+
+Non-finite gradients (the `nonfinite` constructor argument of every optimizer):
+  "skip" (default): step() first reads every gradient of every group (one native,
+      read-only pass); if any element is NaN or Inf nothing is updated, neither
+      parameters nor state, `skipped_steps` grows by one and step() returns False.
+  "raise": the same check, raising FloatingPointError instead (nothing updated).
+  "ignore": no check, the single-pass step of torch.optim (NaN flows into the params).
+A step that updates returns True.
+"""
+import copy
+
+import numpy as np
+
+from .. import ops
+from ..nn.module import Parameter
+
+NONFINITE = ("skip", "raise", "ignore")
+
+
+class Optimizer:
+    def __init__(self, params, defaults, nonfinite="skip"):
+        if nonfinite not in NONFINITE:
+            raise ValueError(f"[{type(self).__name__}] nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        self.defaults = dict(defaults)
+        self.state = {}
+        self.param_groups = []
+        if isinstance(params, (Parameter, np.ndarray, dict)):
+            raise TypeError(f"[{self._name}] params must be an iterable of Parameters or of dicts, "
+                            f"got a single {type(params).__name__}")
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"[{self._name}] got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    @property
+    def _name(self):
+        return type(self).__name__
+
+    def _check_hyperparameters(self, group):
+        """Raise ValueError for a bad hyperparameter of `group` (subclasses)."""
+
+    def add_param_group(self, param_group):
+        if not isinstance(param_group, dict):
+            raise TypeError(f"[{self._name}] a param group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"[{self._name}] a param group needs a 'params' entry")
+        params = param_group["params"]
+        params = [params] if isinstance(params, Parameter) else list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"[{self._name}] params[{i}] must be a deepkern.nn.Parameter, got {type(p).__name__}")
+        ids = {id(p) for p in params}
+        if len(ids) != len(params):
+            raise ValueError(f"[{self._name}] a param group holds the same parameter twice")
+        if any(id(p) in ids for g in self.param_groups for p in g["params"]):
+            raise ValueError(f"[{self._name}] some parameters appear in more than one parameter group")
+        group = dict(param_group, params=params)
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        self._check_hyperparameters(group)
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def step(self):
+        raise NotImplementedError(f"{self._name} does not implement step()")
+
+    def _grads_finite(self, params):
+        """The non-finite rule (see the module docstring) over the grads of `params`, all
+        the params a step is about to update: False when the step must be skipped."""
+        if self.nonfinite == "ignore" or ops.all_finite([p.grad for p in params]):
+            return True
+        return self._nonfinite_step()
+
+    def _nonfinite_step(self):
+        """A step met a non-finite grad and updated nothing: raise, or count it and return False."""
+        if self.nonfinite == "raise":
+            raise FloatingPointError(f"[{self._name}] a gradient holds NaN or Inf: nothing was updated")
+        self.skipped_steps += 1
+        return False
+
+    def _checked(self, gi, group, state_keys=()):
+        """The group's params that have a grad, after checking that each grad and each
+        existing state array in `state_keys` matches its param's shape and dtype."""
+        out = []
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            data = p.data  # runs every step for every param: attribute lookups hoisted
+            shape, dtype = data.shape, data.dtype
+            if not data.flags.writeable:
+                raise ValueError(f"[{self._name}] param {i} of group {gi} is updated in place and must be writeable")
+            st = self.state.get(p, {})
+            arrays = [("grad", p.grad)] + [(k, st[k]) for k in state_keys if k in st]
+            for what, a in arrays:
+                if getattr(a, "shape", None) != shape:
+                    raise ValueError(f"[{self._name}] param {i} of group {gi} has shape {shape} but its {what} "
+                                     f"has {getattr(a, 'shape', type(a).__name__)}")
+                if a.dtype != dtype:
+                    raise TypeError(f"[{self._name}] param {i} of group {gi} has dtype {dtype} but its {what} "
+                                    f"has {a.dtype}")
+            out.append(p)
+        return out
+
+    # -- state dicts ---------------------------------------------------------------
+
+    def state_dict(self):
+        """{"state": {index: {name: copy}}, "param_groups": [{..., "params": [index]}]}."""
+        index, groups = {}, []
+        for g in self.param_groups:
+            packed = {k: v for k, v in g.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in g["params"]]
+            groups.append(packed)
+        state = {index[id(p)]: copy.deepcopy(s) for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(f"[{self._name}] expected a dict with 'state' and 'param_groups' "
+                             "(from Optimizer.state_dict())")
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"[{self._name}] the state dict has {len(saved)} param groups, "
+                             f"the optimizer {len(self.param_groups)}")
+        by_index = {}
+        for gi, (s, g) in enumerate(zip(saved, self.param_groups)):
+            if len(s["params"]) != len(g["params"]):
+                raise ValueError(f"[{self._name}] param group {gi} has {len(s['params'])} params in the "
+                                 f"state dict, {len(g['params'])} in the optimizer")
+            by_index.update(zip(s["params"], g["params"]))
+        new_state = {}
+        for idx, st in state_dict["state"].items():
+            if idx not in by_index:
+                raise ValueError(f"[{self._name}] the state dict has state for param {idx}, "
+                                 "which no param group lists")
+            p = by_index[idx]
+            entry = {}
+            for k, v in st.items():
+                if isinstance(v, np.ndarray):
+                    if v.shape != p.shape:
+                        raise ValueError(f"[{self._name}] state {k!r} of param {idx} has shape {v.shape}, "
+                                         f"the param {p.shape}")
+                    if v.dtype != p.dtype:
+                        raise TypeError(f"[{self._name}] state {k!r} of param {idx} has dtype {v.dtype}, "
+                                        f"the param {p.dtype}")
+                    entry[k] = np.array(v, order="C", copy=True)
+                else:
+                    entry[k] = copy.deepcopy(v)
+            new_state[p] = entry
+        groups = []
+        for s, g in zip(saved, self.param_groups):
+            group = dict(copy.deepcopy({k: v for k, v in s.items() if k != "params"}), params=g["params"])
+            self._check_hyperparameters(group)
+            groups.append(group)
+        self.state, self.param_groups = new_state, groups
+
+    def __repr__(self):
+        lines = [f"{self._name} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
+        return "\n".join(lines) + "\n)"

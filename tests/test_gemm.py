@@ -1,0 +1,286 @@
+"""gemm, linear and linear_backward against the float64 references (tests/reference.py).
+
+Error bound (not a loose constant): each output of op(A) op(B) is a k-term dot
+product, whose rounding error is at most k * u * (|op(A)| @ |op(B)|) with
+u = eps / 2; the alpha, beta and bias steps add a few more roundings. The bound
+below is (k + 4) * eps * (that sum + the beta and bias terms): a factor of two
+over the worst case, which also covers the float64 reference's own error.
+Shapes cover 1, primes, sizes that are no multiple of the vector width or the
+micro-tile, and sizes past the cache blocks (k > KC, m > MC, n > NC).
+"""
+import numpy as np
+import pytest
+
+import deepkern
+import reference as ref
+from deepkern import _C, ops
+from helpers import DTYPES, assert_grad, rng, torch_or_skip
+
+SHAPES = [(1, 1, 1), (1, 17, 3), (13, 1, 7), (2, 3, 1), (14, 32, 16), (15, 33, 17), (29, 61, 97),
+          (97, 31, 5), (6, 257, 25), (131, 67, 800), (200, 40, 30), (3, 3100, 5), (300, 16, 400)]
+
+
+def op(x, trans):
+    return np.asarray(x, np.float64).T if trans else np.asarray(x, np.float64)
+
+
+def gemm_bound(a, b, trans_a, trans_b, alpha, beta, c, dtype, bias=None):
+    """The rounding-error bound of alpha * op(a) @ op(b) + beta * c + bias, per element."""
+    eps = np.finfo(dtype).eps
+    k = op(a, trans_a).shape[1]
+    mag = abs(alpha) * (np.abs(op(a, trans_a)) @ np.abs(op(b, trans_b)))
+    if c is not None and beta != 0:
+        mag = mag + abs(beta) * np.abs(np.asarray(c, np.float64))
+    if bias is not None:
+        mag = mag + np.abs(np.asarray(bias, np.float64))
+    return (k + 4) * eps * mag + np.finfo(dtype).tiny
+
+
+def assert_within(actual, expected, bound, name="result"):
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual.astype(np.float64) - expected)
+    bad = ~(err <= bound)
+    assert not bad.any(), (f"{name}: {bad.sum()} of {err.size} off; worst error {err.max():.3g}, "
+                           f"bound there {bound.flat[np.argmax(err)]:.3g}")
+
+
+def operands(gen, m, n, k, trans_a, trans_b, dtype):
+    a = gen.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = gen.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_against_reference(dtype, trans_a, trans_b):
+    gen = rng(1)
+    for m, n, k in SHAPES:
+        a, b = operands(gen, m, n, k, trans_a, trans_b, dtype)
+        c0 = gen.standard_normal((m, n)).astype(dtype)
+        for alpha, beta in [(1.0, 0.0), (-0.75, 1.0), (2.0, -0.5)]:
+            out = c0.copy()
+            got = ops.gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, out=out)
+            assert got is out
+            want = ref.gemm(a, b, c0, trans_a, trans_b, alpha, beta)
+            assert_within(out, want, gemm_bound(a, b, trans_a, trans_b, alpha, beta, c0, dtype),
+                          f"gemm {(m, n, k)} alpha={alpha} beta={beta}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tall_a_packed_in_several_bands(dtype):
+    """m large enough (with k = KC) that A is packed a band of rows at a time."""
+    gen = rng(11)
+    for trans_a in (False, True):
+        a, b = operands(gen, 5500, 37, 768, trans_a, False, dtype)
+        c0 = gen.standard_normal((5500, 37)).astype(dtype)
+        out = c0.copy()
+        ops.gemm(a, b, trans_a=trans_a, alpha=0.5, beta=2.0, out=out)
+        assert_within(out, ref.gemm(a, b, c0, trans_a, False, 0.5, 2.0),
+                      gemm_bound(a, b, trans_a, False, 0.5, 2.0, c0, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_beta_zero_never_reads_out(dtype):
+    gen = rng(2)
+    a, b = operands(gen, 37, 45, 19, False, False, dtype)
+    out = np.full((37, 45), np.nan, dtype)
+    ops.gemm(a, b, out=out)
+    assert_within(out, ref.gemm(a, b), gemm_bound(a, b, False, False, 1.0, 0.0, None, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0), (1, 1, 0)])
+def test_empty_dimensions(dtype, m, n, k):
+    a, b = np.ones((m, k), dtype), np.ones((k, n), dtype)
+    assert ops.gemm(a, b).shape == (m, n)
+    np.testing.assert_array_equal(ops.gemm(a, b), np.zeros((m, n)))
+    c = np.full((m, n), 3.0, dtype)
+    ops.gemm(a, b, alpha=2.0, beta=0.5, out=c)  # k = 0: c = beta * c
+    np.testing.assert_array_equal(c, np.full((m, n), 1.5 if k == 0 else 1.5 + 2.0 * k))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_alpha_zero_reads_neither_a_nor_b(dtype):
+    a = np.full((6, 5), np.nan, dtype)
+    out = np.ones((6, 7), dtype)
+    ops.gemm(a, np.ones((5, 7), dtype), alpha=0.0, beta=2.0, out=out)
+    np.testing.assert_array_equal(out, np.full((6, 7), 2.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_and_transposed_views(dtype):
+    """Views are read in place where the engine can (a row stride becomes lda, a transposed
+    view flips trans); negative or non-unit inner steps are copied. All must agree."""
+    gen = rng(3)
+    big_a = gen.standard_normal((60, 90)).astype(dtype)
+    big_b = gen.standard_normal((90, 70)).astype(dtype)
+    views = [(big_a[:33, :41], big_b[:41, :29]),        # row strides > widths (lda, ldb)
+             (big_a[::2, 5:46], big_b[1:42, ::-1]),      # every other row; reversed columns
+             (big_a[:41, :33].T, big_b[:29, :41].T),     # transposed views (F-ordered)
+             (big_a[:33, :82:2], big_b[:41, :29].copy(order="F"))]
+    for a, b in views:
+        for trans_a, trans_b in [(False, False), (True, True)]:
+            a_, b_ = (a.T, b.T) if trans_a else (a, b)
+            got = ops.gemm(a_, b_, trans_a=trans_a, trans_b=trans_b)
+            assert_within(got, ref.gemm(a, b), gemm_bound(a, b, False, False, 1.0, 0.0, None, dtype))
+            out = np.zeros(got.shape, dtype)
+            _C.gemm(a_, b_, out, trans_a, trans_b, 1.0, 0.0)  # the native call takes views too
+            np.testing.assert_array_equal(out, got)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_aliasing_an_input_computes_from_the_old_values(dtype):
+    gen = rng(4)
+    a = gen.standard_normal((40, 40)).astype(dtype)
+    want = ref.gemm(a, a, a, alpha=1.0, beta=0.5)
+    bound = gemm_bound(a, a, False, False, 1.0, 0.5, a, dtype)
+    ops.gemm(a, a, beta=0.5, out=a)
+    assert_within(a, want, bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pack_a,pack_b", [(True, False), (False, True), (True, True)])
+def test_prepacked_operands(dtype, pack_a, pack_b):
+    """The pack-once-multiply-many path (conv's weight as A, linear's as B with trans_b)."""
+    gen = rng(5)
+    for m, n, k in [(1, 1, 1), (15, 33, 17), (29, 61, 97), (131, 67, 800), (300, 16, 400), (3, 3100, 5)]:
+        for trans_a, trans_b in [(False, False), (False, True), (True, False), (True, True)]:
+            a, b = operands(gen, m, n, k, trans_a, trans_b, dtype)
+            c0 = gen.standard_normal((m, n)).astype(dtype)
+            out = c0.copy()
+            _C._gemm_prepacked(a, b, out, trans_a, trans_b, 1.5, -1.0, pack_a, pack_b)
+            want = ref.gemm(a, b, c0, trans_a, trans_b, 1.5, -1.0)
+            assert_within(out, want, gemm_bound(a, b, trans_a, trans_b, 1.5, -1.0, c0, dtype),
+                          f"prepacked {(m, n, k)} trans={trans_a, trans_b}")
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    gen = rng(6)
+    a, b = operands(gen, 211, 173, 300, False, True, np.float32)
+    old = deepkern.get_num_threads()
+    try:
+        deepkern.set_num_threads(1)
+        one = ops.gemm(a, b, trans_b=True)
+        deepkern.set_num_threads(2)
+        two = ops.gemm(a, b, trans_b=True)
+    finally:
+        deepkern.set_num_threads(old)
+    np.testing.assert_array_equal(one, two)
+
+
+# -- linear ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lead", [(), (1,), (7,), (3, 5), (0,), (2, 0, 3)])
+def test_linear_and_backward(dtype, lead):
+    gen = rng(7)
+    for i, o in [(1, 1), (13, 7), (40, 33), (5, 70)]:
+        x = gen.standard_normal(lead + (i,)).astype(dtype)
+        w = gen.standard_normal((o, i)).astype(dtype)
+        b = gen.standard_normal((o,)).astype(dtype)
+        x2 = x.reshape(-1, i)
+        for bias in (b, None):
+            y = ops.linear(x, w, bias)
+            assert y.shape == lead + (o,) and y.dtype == dtype
+            bound = gemm_bound(x2, w, False, True, 1.0, 0.0, None, dtype, bias)
+            assert_within(y.reshape(-1, o), ref.linear(x2, w, bias), bound, "linear")
+
+        dy = gen.standard_normal(lead + (o,)).astype(dtype)
+        dy2 = dy.reshape(-1, o)
+        dx, dw, db = ops.linear_backward(dy, x, w)
+        want_dx, want_dw, want_db = ref.linear_backward(dy2, x2, w)
+        assert dx.shape == x.shape and dw.shape == w.shape and db.shape == (o,)
+        assert_within(dx.reshape(-1, i), want_dx, gemm_bound(dy2, w, False, False, 1.0, 0.0, None, dtype), "dx")
+        assert_within(dw, want_dw, gemm_bound(dy2, x2, True, False, 1.0, 0.0, None, dtype), "dw")
+        ones = np.ones((1, dy2.shape[0]))
+        assert_within(db, want_db, gemm_bound(ones, dy2, False, False, 1.0, 0.0, None, dtype)[0], "db")
+        assert ops.linear_backward(dy, x, w, bias=False)[2] is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,cols", [(7000, 13), (3, 5000), (600, 1100), (1, 1)])
+def test_bias_gradient_sums_rows(dtype, rows, cols):
+    """db = column sums, through both threading strategies (tall and narrow: rows split
+    with per-thread partials; wide: columns split)."""
+    gen = rng(8)
+    dy = gen.standard_normal((rows, cols)).astype(dtype)
+    _, _, db = ops.linear_backward(dy, np.zeros((rows, 1), dtype), np.zeros((cols, 1), dtype))
+    eps = np.finfo(dtype).eps
+    assert_within(db, dy.astype(np.float64).sum(0), (rows + 2) * eps * np.abs(dy.astype(np.float64)).sum(0), "db")
+
+
+def test_linear_gradients_by_finite_differences():
+    gen = rng(9)
+    x, w, b = gen.standard_normal((4, 5)), gen.standard_normal((3, 5)), gen.standard_normal(3)
+    g = gen.standard_normal((4, 3))  # loss = sum(g * linear(x, w, b))
+    loss = lambda: float((g * ops.linear(x, w, b)).sum())
+    dx, dw, db = ops.linear_backward(g, x, w)
+    assert_grad(dx, loss, x, name="dx")
+    assert_grad(dw, loss, w, name="dw")
+    assert_grad(db, loss, b, name="db")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_against_torch(dtype):
+    torch = torch_or_skip()
+    gen = rng(10)
+    a, b = operands(gen, 45, 77, 130, True, False, dtype)
+    want = torch.mm(torch.from_numpy(a).T, torch.from_numpy(b)).numpy()
+    assert_within(ops.gemm(a, b, trans_a=True), want.astype(np.float64),
+                  2 * gemm_bound(a, b, True, False, 1.0, 0.0, None, dtype))
+    x, w, bias = gen.standard_normal((9, 30)).astype(dtype), gen.standard_normal((11, 30)).astype(dtype), \
+        gen.standard_normal(11).astype(dtype)
+    tx, tw, tb = (torch.from_numpy(v).requires_grad_() for v in (x, w, bias))
+    ty = torch.nn.functional.linear(tx, tw, tb)
+    dy = gen.standard_normal((9, 11)).astype(dtype)
+    ty.backward(torch.from_numpy(dy))
+    bound = 2 * gemm_bound(x, w, False, True, 1.0, 0.0, None, dtype, bias)
+    assert_within(ops.linear(x, w, bias), ty.detach().numpy().astype(np.float64), bound, "linear")
+    for got, t, bnd in zip(ops.linear_backward(dy, x, w), (tx, tw, tb),
+                           (gemm_bound(dy, w, False, False, 1.0, 0.0, None, dtype),
+                            gemm_bound(dy, x, True, False, 1.0, 0.0, None, dtype),
+                            gemm_bound(np.ones((1, 9)), dy, False, False, 1.0, 0.0, None, dtype)[0])):
+        assert_within(got, t.grad.numpy().astype(np.float64), 2 * bnd)
+
+
+# -- bad input --------------------------------------------------------------------
+
+f32 = lambda *s: np.ones(s, np.float32)
+f64 = lambda *s: np.ones(s, np.float64)
+
+
+@pytest.mark.parametrize("call,exc,words", [
+    (lambda: ops.gemm(f32(2, 3), f64(3, 2)), TypeError, ["[gemm] b", "float64", "float32"]),
+    (lambda: ops.gemm(np.ones((2, 3), np.int64), f32(3, 2)), TypeError, ["[gemm] a", "int64"]),
+    (lambda: ops.gemm(f32(2, 3), f32(3, 2), out=f64(2, 2)), TypeError, ["[gemm] out", "float64"]),
+    (lambda: ops.gemm(f32(3), f32(3, 2)), ValueError, ["[gemm] a", "2-D"]),
+    (lambda: ops.gemm(f32(2, 3), f32(4, 2)), ValueError, ["[gemm]", "inner"]),
+    (lambda: ops.gemm(f32(2, 3), f32(2, 4), trans_b=True), ValueError, ["[gemm]", "inner"]),
+    (lambda: ops.gemm(f32(2, 3), f32(3, 2), out=f32(3, 2)), ValueError, ["[gemm] out", "(2, 2)"]),
+    (lambda: ops.gemm(f32(2, 3), f32(3, 2), out=f32(2, 4)[:, :2]), ValueError, ["[gemm] out", "contiguous"]),
+    (lambda: ops.gemm(f32(2, 3), f32(3, 2), beta=1.0), ValueError, ["[gemm] beta", "out"]),
+    (lambda: ops.gemm("a", f32(3, 2)), TypeError, ["[gemm] a", "str"]),
+    (lambda: ops.linear(f32(2, 3), f32(4, 5)), ValueError, ["[linear]", "features"]),
+    (lambda: ops.linear(f32(2, 3), f32(3)), ValueError, ["[linear] w", "2-D"]),
+    (lambda: ops.linear(f32(2, 3), f32(4, 3), f32(5)), ValueError, ["[linear] b", "(4,)"]),
+    (lambda: ops.linear(f32(2, 3), f32(4, 3), f64(4)), TypeError, ["[linear] b", "float64"]),
+    (lambda: ops.linear(f64(2, 3), f32(4, 3)), TypeError, ["[linear] w", "float32"]),
+    (lambda: ops.linear_backward(f32(2, 4), f32(3, 3), f32(4, 3)), ValueError, ["[linear_backward]", "dy"]),
+    (lambda: ops.linear_backward(f32(2, 5), f32(2, 3), f32(4, 3)), ValueError, ["[linear_backward] w"]),
+    (lambda: ops.linear_backward(f32(2, 4), f32(2, 3), f64(4, 3)), TypeError, ["[linear_backward] w"]),
+])
+def test_bad_input_raises(call, exc, words):
+    with pytest.raises(exc) as e:
+        call()
+    for w in words:
+        assert w in str(e.value), f"{w!r} not in {str(e.value)!r}"
+
+
+def test_read_only_out_and_overlapping_outputs():
+    out = f32(2, 2)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match=r"\[gemm\] out .*writeable"):
+        ops.gemm(f32(2, 3), f32(3, 2), out=out)
+    buf = f32(3 * 4 + 3)
+    with pytest.raises(ValueError, match=r"\[linear_backward\] dw and db"):
+        _C.linear_backward(f32(8, 3), f32(8, 4), f32(3, 4), f32(8, 4), buf[:12].reshape(3, 4), buf[9:12])
