@@ -329,9 +329,12 @@ static double clip_grad_norm(const ClipParams& p, const ArrayList<T>& g) {
   using V = Vec<T>;
   const NormKind kind = norm_kind(p.norm_type);
   const double start = kind == NormKind::min_abs ? INFINITY : 0.0;
-  std::vector<NormPartial> part(std::max(1, get_num_threads()));
+  int64_t total = 0;
+  for (int64_t i = 0; i < g.count; ++i) total += g.sizes[i];
+  const int nt = threads_for(total);
+  std::vector<NormPartial> part(nt);
   for (auto& q : part) q.value = start;
-  for_each_range(g.count, g.sizes, 64, [&](int64_t i, int64_t begin, int64_t end) {
+  for_each_range(g.count, g.sizes, 64, nt, [&](int64_t i, int64_t begin, int64_t end) {
     NormPartial& acc = part[omp_get_thread_num()];
     for (int64_t b = begin; b < end; b += kBlock)
       norm_block(kind, p.norm_type, g.data[i] + b, std::min(kBlock, end - b), acc);

@@ -24,11 +24,12 @@ inline int threads_for(int64_t work) {
 // tensor both use every thread). Ranges are cut at multiples of `align`
 // elements to keep threads off each other's cache lines.
 // Calls f(tensor, begin, end) for each piece of a tensor a thread owns.
+// `nthreads` is fixed by the caller when it sizes per-thread results with it:
+// reading the thread count twice would race with set_num_threads on another thread.
 template <class F>
-void for_each_range(int64_t count, const int64_t* sizes, int64_t align, F&& f) {
+void for_each_range(int64_t count, const int64_t* sizes, int64_t align, int nthreads, F&& f) {
   int64_t total = 0;
   for (int64_t t = 0; t < count; ++t) total += sizes[t];
-  int nthreads = threads_for(total);
 #pragma omp parallel num_threads(nthreads)
   {
     int nt = omp_get_num_threads(), id = omp_get_thread_num();
@@ -41,6 +42,13 @@ void for_each_range(int64_t count, const int64_t* sizes, int64_t align, F&& f) {
       if (b < e) f(t, b - start, e - start);
     }
   }
+}
+
+template <class F>
+void for_each_range(int64_t count, const int64_t* sizes, int64_t align, F&& f) {
+  int64_t total = 0;
+  for (int64_t t = 0; t < count; ++t) total += sizes[t];
+  for_each_range(count, sizes, align, threads_for(total), f);
 }
 
 }  // namespace dk::cpu::DK_ISA_NS
