@@ -51,6 +51,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # does not scan: objects referenced only from arenas would look leaked.
 export PYTHONMALLOC=malloc
 export DEEPKERN_NO_TORCH=1
+# Idle OpenMP workers sleep instead of spinning: the tests start many teams (4
+# Python threads each), and LeakSanitizer stops every thread at exit.
+export OMP_WAIT_POLICY=PASSIVE
 export PYTHONDONTWRITEBYTECODE=1
 
 # Only the interpreter gets the runtimes (children it starts inherit them).

@@ -7,7 +7,7 @@ changed dimension leaves the call valid (then the reference applies) or makes it
 invalid (then the op must raise ValueError naming the argument) follows from the
 symbols alone: the shapes are valid when every symbol gets one size, at least its
 minimum. Entries whose op deepkern.ops does not have yet are skipped with that
-reason, so a new family is one more entry in the table, tests/optable.py.
+reason, so a new family is one more module of the table, tests/optable/.
 
 Users: test_fuzz (hypothesis draws dims, options, dtype and a seed), test_crash,
 test_threads, test_determinism and test_memory (each entry's fixed `big` case).
@@ -19,7 +19,7 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 
 import deepkern
-from helpers import TOL, assert_close
+from helpers import assert_close
 
 # Padding around every array an op writes in place, filled with a canary value
 # that must survive the call: an out-of-bounds write shows even without ASan.
@@ -40,8 +40,9 @@ class OpSpec:
     check: Callable = lambda case: None  # value-dependent validity: None or (exc, arg names)
     fix: Callable = lambda opt: opt  # makes drawn options consistent (nesterov needs momentum)
     bad_options: list = field(default_factory=list)  # (option, value, exc, names) that must fail
-    extra_hostile: list = field(default_factory=list)  # (label, fn(ops, case), exc, names)
-    hostile_when: Callable = lambda case: True  # whether extra_hostile applies to a case
+    # (label, fn(ops, case), exc, names[, when(case)]): op-specific mistakes fn makes
+    extra_hostile: list = field(default_factory=list)
+    hostile_when: Callable = lambda case: True  # whether extra_hostile applies to a case at all
     mixed_dtypes: bool = False     # arguments may mix float32 and float64 (gradient utilities)
     thread_invariant: bool = True  # bit-identical results for any thread count
     why: str = ""                  # the reason when not thread_invariant
@@ -139,7 +140,8 @@ def guarded(a):
 def guards_intact(a):
     """False when `a` was made by guarded() and its padding no longer holds CANARY."""
     buf = a.base
-    if not isinstance(buf, np.ndarray) or buf.ndim != 1 or buf.size != a.size + 2 * GUARD:
+    if not (isinstance(buf, np.ndarray) and buf.ndim == 1 and buf.size == a.size + 2 * GUARD
+            and a.flags.c_contiguous and a.ctypes.data == buf.ctypes.data + GUARD * buf.itemsize):
         return True  # not a guarded array (a mutation replaced it)
     canary = np.array(CANARY).astype(buf.dtype)
     return bool((buf[:GUARD] == canary).all() and (buf[-GUARD:] == canary).all())
@@ -147,20 +149,23 @@ def guards_intact(a):
 
 def shapes_agree(case):
     """(True, None) when every symbol is bound to one size, at least its minimum, else
-    (False, the symbol or argument at fault). A shape may start with "...": any leading
-    dimensions, the same for every argument that has them."""
+    (False, the symbol or argument at fault). One "..." in a shape stands for any number
+    of dimensions there (leading, as linear's x, or trailing, as batch_norm's), the same
+    for every argument that has one."""
     sizes = {}
     for name, sym in case.shapes.items():
         a = case.arrays.get(name)
         if sym is None or not isinstance(a, np.ndarray):
             continue
-        if sym[:1] == ("...",):
-            sym = sym[1:]
-            if a.ndim < len(sym):
+        if "..." in sym:
+            i = sym.index("...")
+            pre, post = sym[:i], sym[i + 1:]
+            if a.ndim < len(pre) + len(post):
                 return False, name
-            if sizes.setdefault("...", a.shape[:a.ndim - len(sym)]) != a.shape[:a.ndim - len(sym)]:
+            middle = a.shape[len(pre):a.ndim - len(post)]
+            if sizes.setdefault("...", middle) != middle:
                 return False, "..."
-            shape = a.shape[a.ndim - len(sym):]
+            sym, shape = pre + post, a.shape[:len(pre)] + a.shape[a.ndim - len(post):]
         elif a.ndim != len(sym):
             return False, name
         else:
@@ -215,10 +220,6 @@ def check_result(case, expected, got):
 
 def random(gen, shape, dtype, scale=1.0):
     return np.asarray(scale * gen.standard_normal(shape), dtype=dtype)  # 0-D: an array, not a numpy scalar
-
-
-def tolerance(dtype):
-    return TOL[np.dtype(dtype)]
 
 
 # -- whole training steps (test_threads, test_determinism, test_memory) -----------

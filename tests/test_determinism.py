@@ -1,6 +1,6 @@
 """Determinism: with a fixed seed and a fixed thread count, training runs and op
 calls are bit-identical, run after run. Across thread counts, the ops marked
-thread_invariant in tests/optable.py are bit-identical too (each output element
+thread_invariant in tests/optable/ are bit-identical too (each output element
 is computed by one thread in a fixed order, whatever the count); the others
 split a reduction across threads, so their last bits depend on the count and
 they are only checked against each other within the tolerance.

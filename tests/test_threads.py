@@ -1,4 +1,4 @@
-"""Thread safety: every op of the op table (tests/optable.py) and whole training
+"""Thread safety: every op of the op table (tests/optable/) and whole training
 steps of independent models, called from 4 Python threads at once, give exactly
 the results of serial calls; changing set_num_threads while other threads run
 kernels is safe and leaves every result correct.
