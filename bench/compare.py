@@ -314,6 +314,89 @@ def bench_bn(args):
              "Command: `python bench/compare.py bn --threads %d --repeats %d`" % (args.threads, args.repeats)]
     return "bn: deepkern vs torch", notes, BANDWIDTH_HEADER, rows
 
+# -- conv: compute-bound, so the limit is the measured FMA peak ----------------------
+
+# (label, x shape (N, C, H, W), w shape (K, C / groups, R, S), stride, padding, groups): the issue's shapes.
+CONV_SHAPES = [
+    ("LeNet c1", (64, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1),
+    ("LeNet c2", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),
+    ("ResNet 3x3", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1),
+    ("ResNet 3x3 stride 2", (32, 64, 32, 32), (128, 64, 3, 3), 2, 1, 1),
+    ("VGG 3x3", (8, 256, 28, 28), (256, 256, 3, 3), 1, 1, 1),
+    ("1x1", (32, 256, 14, 14), (64, 256, 1, 1), 1, 0, 1),
+    ("depthwise 3x3", (32, 128, 28, 28), (128, 1, 3, 3), 1, 1, 128),
+]
+
+
+def bench_conv(args):
+    np, dk, torch = load_peers(args.threads)
+    peak = measured_peak(dk, args.threads, "float32")
+    gen = np.random.default_rng(0)
+    F = torch.nn.functional if torch is not None else None
+    rows = []
+    for label, xs, ws, stride, pad, groups in CONV_SHAPES:
+        x = gen.standard_normal(xs, dtype=np.float32)
+        w = (gen.standard_normal(ws, dtype=np.float32) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
+        b = gen.standard_normal(ws[0], dtype=np.float32)
+        y = dk.ops.conv2d(x, w, b, stride, pad, 1, groups)
+        dy = gen.standard_normal(y.shape, dtype=np.float32)
+        nxt, tnxt = cycling(np, torch, x, dy)
+        kw = dict(stride=stride, padding=pad, dilation=1, groups=groups)
+        fwd_flops = 2.0 * y.size * np.prod(ws[1:])
+
+        def dk_train():
+            x, dy = nxt()
+            dk.ops.conv2d(x, w, b, **kw)
+            return dk.ops.conv2d_backward(dy, x, w, **kw)
+        cases = [("forward", lambda: dk.ops.conv2d(nxt()[0], w, b, **kw), fwd_flops),
+                 ("forward + backward", dk_train, 3 * fwd_flops)]
+        peers = {}
+        if torch is not None:
+            tw, tb = torch.from_numpy(w), torch.from_numpy(b)
+            conv_bwd = torch.ops.aten.convolution_backward
+
+            def t_fwd():
+                with torch.no_grad():
+                    return F.conv2d(tnxt()[0], tw, tb, **kw)
+
+            def t_train():  # aten's forward and backward kernels, without autograd's bookkeeping
+                tx, tdy = tnxt()
+                with torch.no_grad():
+                    F.conv2d(tx, tw, tb, **kw)
+                return conv_bwd(tdy, tx, tw, [ws[0]], [stride] * 2, [pad] * 2, [1, 1], False, [0, 0], groups,
+                                [True, True, True])
+            peers = {"forward": t_fwd, "forward + backward": t_train}
+            tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+            check_same(np, f"conv2d {label}", y, F.conv2d(tx, tw, tb, **kw))
+            check_same(np, f"conv2d_backward {label}", dk.ops.conv2d_backward(dy, x, w, **kw),
+                       tuple(conv_bwd(tdy, tx, tw, [ws[0]], [stride] * 2, [pad] * 2, [1, 1], False, [0, 0], groups,
+                                      [True, True, True])))
+        for what, fn, flops in cases:
+            fns = {"deepkern": fn}
+            if what in peers:
+                fns["torch"] = peers[what]
+            t = time_calls(fns, args.repeats)
+            gf = flops / t["deepkern"] / 1e9
+            row = [label, "x".join(map(str, xs)) + " * " + "x".join(map(str, ws)) + f" s{stride} p{pad}"
+                   + (f" g{groups}" if groups > 1 else ""), what, f"{t['deepkern'] * 1e3:.2f}",
+                   f"{t['torch'] * 1e3:.2f}" if "torch" in t else "-",
+                   f"{t['torch'] / t['deepkern']:.2f}" if "torch" in t else "-", f"{gf:.1f}", f"{100 * gf / peak:.0f}%"]
+            rows.append(row)
+            print(" ".join(row), flush=True)
+    header = ["layer", "x * w, stride, padding", "pass", "deepkern ms", "torch ms", "speed-up vs torch",
+              "deepkern GFLOP/s", "% of FMA peak"]
+    notes = [f"float32, {args.threads} thread(s), median of {args.repeats} samples; "
+             f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch is not None else ", torch absent"),
+             machine_line(dk, args.threads, peak, "float32"),
+             "forward: deepkern.ops.conv2d against torch.nn.functional.conv2d (no_grad); forward + backward: "
+             "conv2d then conv2d_backward (dx, dw, db) against F.conv2d then aten.convolution_backward "
+             "(output_mask all True), aten's kernels called directly, without autograd's bookkeeping.",
+             "GFLOP/s counts 2 * N * K * oH * oW * C/groups * R * S per pass (forward + backward: three passes) "
+             "whatever the algorithm. " + CYCLING_NOTE, "",
+             "Command: `python bench/compare.py conv --threads %d --repeats %d`" % (args.threads, args.repeats)]
+    return "conv: deepkern vs torch", notes, header, rows
+
+
 # -- optim: fused optimizer steps, memory-bound at 10M parameters -------------------
 
 # (label, class name in deepkern.optim and torch.optim, kwargs, torch has fused=True, arrays moved per element)
@@ -409,7 +492,174 @@ def bench_optim(args):
     return "optim: deepkern fused steps vs torch.optim", notes, header, rows
 
 
-FAMILIES = {"gemm": bench_gemm, "pool": bench_pool, "bn": bench_bn, "optim": bench_optim}
+# -- train: one epoch of LeNet-5 on digits, the whole fit loop ----------------------
+
+def torch_lenet5(torch, dk_model):
+    """torch's LeNet-5 with the deepkern model's layout and a copy of its weights."""
+    nn = torch.nn
+    convs = [m for m in dk_model if type(m).__name__ == "Conv2d"]
+    m = nn.Sequential(nn.Conv2d(1, 6, 5, padding=convs[0].padding), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Conv2d(6, 16, 5, padding=convs[1].padding), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                      nn.Linear(dk_model[7].in_features, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                      nn.Linear(84, 10))
+    m.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in dk_model.state_dict().items()})
+    return m
+
+
+def bench_train(args):
+    """deepkern.train.fit for one epoch against the same loop in PyTorch: same network,
+    same initial weights, same batches in the same order, Adam(lr=1e-3), batch 64."""
+    np, dk, torch = load_peers(args.threads)
+    X, y = dk.data.load_digits(flatten=False)
+    X = dk.data.standardize(X)
+    batch = 64
+    model = dk.models.lenet5(1, 10, input_size=8, seed=0)
+    opt = dk.optim.Adam(model.parameters(), lr=1e-3)
+    loss = dk.nn.CrossEntropyLoss()
+    epoch = [0]
+
+    def dk_epoch():
+        epoch[0] += 1
+        return dk.train.fit(model, loss, opt, (X, y), epochs=1, batch_size=batch, seed=epoch[0], verbose=0)
+
+    fns = {"deepkern": dk_epoch}
+    first = {}
+    if torch is not None:
+        tmodel = torch_lenet5(torch, model)
+        topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
+        tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+        tepoch = [0]
+
+        def torch_epoch():
+            tepoch[0] += 1
+            order = torch.from_numpy(np.random.default_rng([tepoch[0], 0]).permutation(len(X)))
+            losses = []
+            for k in range(0, len(X), batch):
+                idx = order[k:k + batch]
+                topt.zero_grad()
+                out = torch.nn.functional.cross_entropy(tmodel(tX[idx]), ty[idx])
+                out.backward()
+                topt.step()
+                losses.append(out.item())
+            return losses
+
+        # the same first epoch from the same weights and batches: the losses must agree
+        first["deepkern"] = dk_epoch().batches["loss"]
+        first["torch"] = torch_epoch()
+        fns["torch"] = torch_epoch
+    t = time_calls(fns, args.repeats, min_sample=0.3)
+    gap = max((abs(a - b) for a, b in zip(first.get("deepkern", []), first.get("torch", []))), default=None)
+    agree = f"first-epoch batch losses agree to {gap:.1e}" if gap is not None else "torch absent"
+    rows = [["lenet5, digits 1797 x 1 x 8 x 8, Adam, batch 64", f"{t['deepkern'] * 1e3:.1f}",
+             f"{t['torch'] * 1e3:.1f}" if "torch" in t else "-",
+             f"{t['torch'] / t['deepkern']:.2f}" if "torch" in t else "-",
+             f"{len(X) / t['deepkern']:.0f}"]]
+    header = ["case", "deepkern ms/epoch", "torch ms/epoch", "speed-up", "deepkern samples/s"]
+    notes = [f"One training epoch (forward, loss, backward, Adam step per batch; deepkern through "
+             f"deepkern.train.fit with its history and callbacks), {args.threads} thread(s), median of "
+             f"{args.repeats} samples; numpy {np.__version__}"
+             + (f", torch {torch.__version__}" if torch is not None else ", torch absent") + f"; {agree}.",
+             "", f"Command: `python bench/compare.py train --threads {args.threads} --repeats {args.repeats}`"]
+    return "train: one epoch of LeNet-5 on digits, deepkern vs PyTorch", notes, header, rows
+
+
+# -- rnn: LSTM and GRU cells and whole sequences ------------------------------------
+
+RNN_CELL_SHAPES = [(64, 128, 256), (32, 512, 512)]  # (B, I, H)
+RNN_SEQ_LEN = 50
+
+
+def bench_rnn(args):
+    """Cell forward (deepkern ops.lstm_cell / gru_cell, which also keep the gates for
+    backward, against torch.nn.LSTMCell / GRUCell under no_grad), and a whole
+    sequence forward + backward (nn.LSTM / nn.GRU modules against torch.nn.LSTM /
+    GRU with autograd, dx included), T = 50, 1 and 2 layers."""
+    np, dk, torch = load_peers(args.threads)
+    peak = measured_peak(dk, args.threads, "float32")
+    gen = np.random.default_rng(0)
+    rows = []
+
+    def row(label, flops, fns, check=None):
+        t = time_calls(fns, args.repeats)
+        gf = flops / t["deepkern"] / 1e9
+        r = [label, f"{t['deepkern'] * 1e3:.3f}", f"{t['torch'] * 1e3:.3f}" if "torch" in t else "-",
+             f"{t['torch'] / t['deepkern']:.2f}" if "torch" in t else "-", f"{gf:.1f}", f"{100 * gf / peak:.0f}%"]
+        rows.append(r)
+        print(" ".join(r), flush=True)
+
+    for kind, gates in (("lstm", 4), ("gru", 3)):
+        for b, i, h in RNN_CELL_SHAPES:
+            x, h0, c0 = (gen.standard_normal(s, dtype=np.float32) for s in ((b, i), (b, h), (b, h)))
+            fns, tm = {}, None
+            if torch is not None:
+                tm = (torch.nn.LSTMCell if gates == 4 else torch.nn.GRUCell)(i, h)
+                w = [p.detach().numpy() for p in tm.parameters()]
+                tx, th, tc = (torch.from_numpy(a) for a in (x, h0, c0))
+            else:
+                w = [gen.uniform(-0.05, 0.05, s).astype(np.float32) for s in ((gates * h, i), (gates * h, h))] + \
+                    [np.zeros(gates * h, np.float32)] * 2
+            if gates == 4:
+                fns["deepkern"] = lambda x=x, h0=h0, c0=c0, w=w: dk.ops.lstm_cell(x, h0, c0, *w)
+                if tm is not None:
+                    def t_fn(tm=tm, tx=tx, th=th, tc=tc):
+                        with torch.no_grad():
+                            return tm(tx, (th, tc))
+                    fns["torch"] = t_fn
+                    check_same(np, f"lstm_cell {b}x{i}x{h}", fns["deepkern"]()[:2], tuple(t_fn()))
+            else:
+                fns["deepkern"] = lambda x=x, h0=h0, w=w: dk.ops.gru_cell(x, h0, *w)
+                if tm is not None:
+                    def t_fn(tm=tm, tx=tx, th=th):
+                        with torch.no_grad():
+                            return tm(tx, th)
+                    fns["torch"] = t_fn
+                    check_same(np, f"gru_cell {b}x{i}x{h}", fns["deepkern"]()[0], t_fn())
+            row(f"{kind} cell forward, B={b} I={i} H={h}", 2.0 * b * gates * h * (i + h), fns)
+
+    for kind, gates in (("lstm", 4), ("gru", 3)):
+        for layers in (1, 2):
+            for b, i, h in RNN_CELL_SHAPES:
+                t = RNN_SEQ_LEN
+                m = getattr(dk.nn, kind.upper())(i, h, num_layers=layers)
+                x, dy = gen.standard_normal((t, b, i), dtype=np.float32), gen.standard_normal((t, b, h), dtype=np.float32)
+
+                def dk_fn(m=m, x=x, dy=dy):
+                    m.zero_grad()
+                    out, _ = m(x)
+                    return out, m.backward(dy)
+
+                fns = {"deepkern": dk_fn}
+                if torch is not None:
+                    tm = getattr(torch.nn, kind.upper())(i, h, num_layers=layers)
+                    m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+                    tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
+
+                    def t_fn(tm=tm, tx=tx, tdy=tdy):
+                        tm.zero_grad(set_to_none=True)
+                        tx.grad = None
+                        out, _ = tm(tx)
+                        out.backward(tdy)
+                        return out.detach(), tx.grad
+
+                    fns["torch"] = t_fn
+                    check_same(np, f"{kind} sequence {layers} layer(s)", dk_fn(), t_fn())
+                fwd_flops = 2.0 * t * b * gates * h * ((i + h) + (layers - 1) * 2 * h)
+                row(f"{kind} T={t}, {layers} layer(s) fwd+bwd, B={b} I={i} H={h}", 3 * fwd_flops, fns)
+
+    header = ["case", "deepkern ms", "torch ms", "speed-up vs torch", "deepkern GFLOP/s", "% of peak"]
+    notes = [f"float32, {args.threads} thread(s), median of {args.repeats} samples; "
+             f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch is not None else ", torch absent"),
+             machine_line(dk, args.threads, peak, "float32"),
+             "Cells: forward only (deepkern also keeps the gates for backward; torch runs under no_grad). "
+             "Sequences: the nn.LSTM / nn.GRU module's forward and backward (dx and every weight gradient) "
+             "against torch.nn.LSTM / GRU with autograd; GFLOP/s counts the GEMMs (forward 2 T B G H (I + H) "
+             "per layer, backward twice that).",
+             "", f"Command: `python bench/compare.py rnn --threads {args.threads} --repeats {args.repeats}`"]
+    return "rnn: deepkern LSTM / GRU vs torch", notes, header, rows
+
+
+FAMILIES = {"gemm": bench_gemm, "pool": bench_pool, "bn": bench_bn, "optim": bench_optim, "train": bench_train,
+            "rnn": bench_rnn, "conv": bench_conv}
 
 
 def main():

@@ -354,6 +354,77 @@ def global_avg_pool2d(x):
     return f64(x)[0].mean(axis=(-2, -1), keepdims=True)
 
 
+# -- convolution ------------------------------------------------------------------
+# torch's conv2d (a cross-correlation), straight from the definition:
+# y[n, k, i, j] = b[k] + sum over the group's channels c and taps (a, e) of
+# w[k, c, a, e] * xpad[n, g * Cg + c, i * sh + a * dh, j * sw + e * dw].
+
+def conv2d_padding(padding, kernel, dilation):
+    """(top, bottom, left, right) of an int, a pair, "valid" or "same" (the odd one
+    of an even dilated kernel at the bottom / right, as torch)."""
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        th, tw = (d * (k - 1) for k, d in zip(kernel, _pair(dilation)))
+        return th // 2, th - th // 2, tw // 2, tw - tw // 2
+    ph, pw = _pair(padding)
+    return ph, ph, pw, pw
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation):
+    N, C, H, W = x_shape
+    K, Cg, R, S = w_shape
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    pt, pb, pl, pr = conv2d_padding(padding, (R, S), (dh, dw))
+    OH, OW = (H + pt + pb - dh * (R - 1) - 1) // sh + 1, (W + pl + pr - dw * (S - 1) - 1) // sw + 1
+    return (sh, sw), (dh, dw), (pt, pb, pl, pr), (OH, OW)
+
+
+def _conv_taps(R, S, stride, dilation, out):
+    """(a, e, row slice, column slice): tap (a, e)'s inputs in the padded plane for every output."""
+    (sh, sw), (dh, dw), (OH, OW) = stride, dilation, out
+    return [(a, e, slice(a * dh, a * dh + sh * (OH - 1) + 1, sh), slice(e * dw, e * dw + sw * (OW - 1) + 1, sw))
+            for a in range(R) for e in range(S)]
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    x, w = f64(x, w)
+    unbatched = x.ndim == 3
+    x = x[None] if unbatched else x
+    K, Cg, R, S = w.shape
+    s, d, (pt, pb, pl, pr), out = _conv_geometry(x.shape, w.shape, stride, padding, dilation)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    Kg = K // groups
+    y = np.zeros((x.shape[0], K) + out)
+    for g in range(groups):
+        xg, wg, yg = xp[:, g * Cg:(g + 1) * Cg], w[g * Kg:(g + 1) * Kg], y[:, g * Kg:(g + 1) * Kg]
+        for a, e, rows, cols in _conv_taps(R, S, s, d, out):
+            yg += np.einsum("nchw,kc->nkhw", xg[:, :, rows, cols], wg[:, :, a, e])
+    if b is not None:
+        y += f64(b)[0][None, :, None, None]
+    return y[0] if unbatched else y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+    """(dx, dw, db): the transposes of conv2d's sums, tap by tap."""
+    dy, x, w = f64(dy, x, w)
+    unbatched = x.ndim == 3
+    x, dy = (x[None], dy[None]) if unbatched else (x, dy)
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    s, d, (pt, pb, pl, pr), out = _conv_geometry(x.shape, w.shape, stride, padding, dilation)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    dxp, dw = np.zeros(xp.shape), np.zeros(w.shape)
+    Kg = K // groups
+    for g in range(groups):
+        ci, ko = slice(g * Cg, (g + 1) * Cg), slice(g * Kg, (g + 1) * Kg)
+        for a, e, rows, cols in _conv_taps(R, S, s, d, out):
+            dxp[:, ci, rows, cols] += np.einsum("nkhw,kc->nchw", dy[:, ko], w[ko, :, a, e])
+            dw[ko, :, a, e] = np.einsum("nkhw,nchw->kc", dy[:, ko], xp[:, ci, rows, cols])
+    dx = dxp[:, :, pt:pt + H, pl:pl + W]
+    return (dx[0] if unbatched else dx), dw, dy.sum(axis=(0, 2, 3))
+
+
 def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
     """(y, save_mean, save_invstd, new_running_mean, new_running_var); x (N, C, *)."""
     x = f64(x)[0]
@@ -393,3 +464,189 @@ def batch_norm_backward(dy, x, weight, mean, invstd, training=True):
         dxhat = dy
     dx = dxhat * (w * invstd).reshape(shape)
     return dx, dweight, dbias
+
+
+# -- recurrent: LSTM and GRU (PyTorch's gate order and formulas) --------------------
+
+def _sig(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _split(a, n):
+    return np.split(a, n, axis=-1)
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """-> (h_new, c_new), gates i, f, g, o."""
+    x, h, c, w_ih, w_hh = f64(x, h, c, w_ih, w_hh)
+    a = x @ w_ih.T + h @ w_hh.T
+    a = a + (0 if b_ih is None else f64(b_ih)[0]) + (0 if b_hh is None else f64(b_hh)[0])
+    i, f, g, o = _split(a, 4)
+    c_new = _sig(f) * c + _sig(i) * np.tanh(g)
+    return _sig(o) * np.tanh(c_new), c_new
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """-> h_new; n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h_new = (1 - z) n + z h."""
+    x, h, w_ih, w_hh = f64(x, h, w_ih, w_hh)
+    gi = x @ w_ih.T + (0 if b_ih is None else f64(b_ih)[0])
+    gh = h @ w_hh.T + (0 if b_hh is None else f64(b_hh)[0])
+    (ir, iz, in_), (hr, hz, hn) = _split(gi, 3), _split(gh, 3)
+    r, z = _sig(ir + hr), _sig(iz + hz)
+    n = np.tanh(in_ + r * hn)
+    return (1 - z) * n + z * h
+
+
+def lstm_cell_backward(dh_new, dc_new, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """Gradients of lstm_cell by the chain rule written out: (dx, dh, dc, dw_ih, dw_hh, db)
+    (db is the gradient of b_ih and of b_hh alike)."""
+    x, h, c, w_ih, w_hh = f64(x, h, c, w_ih, w_hh)
+    hh = w_hh.shape[1]
+    dh_new = np.zeros(h.shape) if dh_new is None else f64(dh_new)[0]
+    dc_new = np.zeros(h.shape) if dc_new is None else f64(dc_new)[0]
+    a = x @ w_ih.T + h @ w_hh.T
+    a = a + (0 if b_ih is None else f64(b_ih)[0]) + (0 if b_hh is None else f64(b_hh)[0])
+    i, f, g, o = _split(a, 4)
+    i, f, g, o = _sig(i), _sig(f), np.tanh(g), _sig(o)
+    tc = np.tanh(f * c + i * g)
+    dc_total = dc_new + dh_new * o * (1 - tc ** 2)
+    da = np.concatenate([dc_total * g * i * (1 - i), dc_total * c * f * (1 - f), dc_total * i * (1 - g ** 2),
+                         dh_new * tc * o * (1 - o)], axis=-1)
+    return da @ w_ih, da @ w_hh, dc_total * f, da.T @ x, da.T @ h, da.sum(axis=0)
+
+
+def gru_cell_backward(dh_new, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """(dx, dh, dw_ih, dw_hh, db_ih, db_hh) of gru_cell."""
+    x, h, w_ih, w_hh, dh_new = f64(x, h, w_ih, w_hh, dh_new)
+    gi = x @ w_ih.T + (0 if b_ih is None else f64(b_ih)[0])
+    gh = h @ w_hh.T + (0 if b_hh is None else f64(b_hh)[0])
+    (ir, iz, in_), (hr, hz, hn) = _split(gi, 3), _split(gh, 3)
+    r, z = _sig(ir + hr), _sig(iz + hz)
+    n = np.tanh(in_ + r * hn)
+    dn = dh_new * (1 - z) * (1 - n ** 2)
+    dz = dh_new * (h - n) * z * (1 - z)
+    dr = dn * hn * r * (1 - r)
+    dgi = np.concatenate([dr, dz, dn], axis=-1)
+    dgh = np.concatenate([dr, dz, dn * r], axis=-1)
+    return dgi @ w_ih, dgh @ w_hh + dh_new * z, dgi.T @ x, dgh.T @ h, dgi.sum(axis=0), dgh.sum(axis=0)
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One layer over x (T, B, I), step by step: (y (T, B, H), h_n, c_n)."""
+    h, c, ys = f64(h0)[0], f64(c0)[0], []
+    for xt in f64(x)[0]:
+        h, c = lstm_cell(xt, h, c, w_ih, w_hh, b_ih, b_hh)
+        ys.append(h)
+    return np.stack(ys) if ys else np.zeros((0,) + h.shape), h, c
+
+
+def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One layer over x (T, B, I): (y (T, B, H), h_n)."""
+    h, ys = f64(h0)[0], []
+    for xt in f64(x)[0]:
+        h = gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh)
+        ys.append(h)
+    return np.stack(ys) if ys else np.zeros((0,) + h.shape), h
+
+
+def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """Backward through time of lstm, one cell backward per step, last to first:
+    (dx, dh0, dc0, dw_ih, dw_hh, db)."""
+    x, h0, c0, w_ih, w_hh = f64(x, h0, c0, w_ih, w_hh)
+    hs, cs, (h, c) = [h0], [c0], (h0, c0)
+    for xt in x:
+        h, c = lstm_cell(xt, h, c, w_ih, w_hh, b_ih, b_hh)
+        hs.append(h)
+        cs.append(c)
+    dh = np.zeros(h0.shape) if dh_n is None else f64(dh_n)[0].copy()
+    dc = np.zeros(c0.shape) if dc_n is None else f64(dc_n)[0].copy()
+    dx, dw_ih, dw_hh, db = np.zeros(x.shape), np.zeros(w_ih.shape), np.zeros(w_hh.shape), np.zeros(w_ih.shape[0])
+    for t in reversed(range(len(x))):
+        if dy is not None:
+            dh = dh + f64(dy)[0][t]
+        dx[t], dh, dc, a, b, c_ = lstm_cell_backward(dh, dc, x[t], hs[t], cs[t], w_ih, w_hh, b_ih, b_hh)
+        dw_ih, dw_hh, db = dw_ih + a, dw_hh + b, db + c_
+    return dx, dh, dc, dw_ih, dw_hh, db
+
+
+def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """Backward through time of gru: (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    x, h0, w_ih, w_hh = f64(x, h0, w_ih, w_hh)
+    hs, h = [h0], h0
+    for xt in x:
+        h = gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh)
+        hs.append(h)
+    dh = np.zeros(h0.shape) if dh_n is None else f64(dh_n)[0].copy()
+    dx = np.zeros(x.shape)
+    acc = [np.zeros(w_ih.shape), np.zeros(w_hh.shape), np.zeros(w_ih.shape[0]), np.zeros(w_ih.shape[0])]
+    for t in reversed(range(len(x))):
+        if dy is not None:
+            dh = dh + f64(dy)[0][t]
+        dx[t], dh, *g = gru_cell_backward(dh, x[t], hs[t], w_ih, w_hh, b_ih, b_hh)
+        acc = [s + v for s, v in zip(acc, g)]
+    return (dx, dh, *acc)
+
+
+# -- more losses: binary cross-entropy with logits, multi-class hinge ------------
+
+def _last_axis(w, x):
+    """w (C,), (1,) or () broadcast over the last axis of x, never widening x's shape."""
+    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    return np.broadcast_to(w, (x.shape[-1] if x.ndim else 1,)).reshape(x.shape[-1:])
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean", pos_weight=None):
+    """-(w t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), logs as -logaddexp(0, -+x)."""
+    x, t = f64(logits, target)
+    w = 1.0 if pos_weight is None else _last_axis(pos_weight, x)
+    per = w * t * np.logaddexp(0.0, -x) + (1 - t) * np.logaddexp(0.0, x)
+    return _reduce(per, reduction)
+
+
+def binary_cross_entropy_with_logits_backward(logits, target, reduction="mean", pos_weight=None, grad=1.0):
+    x, t = f64(logits, target)
+    w = 1.0 if pos_weight is None else _last_axis(pos_weight, x)
+    s = 1.0 / (1.0 + np.exp(-x))
+    return ((1 - t) * s - w * t * (1 - s)) * _upstream(grad, x.size, reduction)
+
+
+def multi_margin(x, labels, reduction="mean", p=1, margin=1.0, weight=None):
+    x, = f64(x)
+    n, c = x.shape
+    labels = np.asarray(labels)
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    h = np.maximum(0.0, margin - x[np.arange(n), labels][:, None] + x)
+    h[np.arange(n), labels] = 0.0
+    return _reduce(w[labels] * (h ** p).sum(axis=1) / c, reduction)
+
+
+def multi_margin_backward(x, labels, reduction="mean", p=1, margin=1.0, weight=None, grad=1.0):
+    x, = f64(x)
+    n, c = x.shape
+    labels = np.asarray(labels)
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    h = margin - x[np.arange(n), labels][:, None] + x
+    d = np.where(h > 0, 1.0 if p == 1 else 2.0 * h, 0.0)
+    d[np.arange(n), labels] = 0.0
+    d[np.arange(n), labels] = -d.sum(axis=1)
+    g = np.broadcast_to(_upstream(grad, n, reduction), (n,))
+    return d * (w[labels] * g / c)[:, None]
+
+
+# -- dropout ------------------------------------------------------------------
+
+def dropout(x, mask, p):
+    """x * mask / (1 - p) (0 for p == 1) given the kept-element mask."""
+    scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
+    return f64(x)[0] * np.asarray(mask, dtype=np.float64) * scale
+
+
+def dropout_mask(seed, shape, p):
+    """The kept elements of core/random.h's stream `seed`: SplitMix64 of
+    seed + (i + 1) * golden gamma, kept when its top 32 bits >= round(p * 2^32)."""
+    i = np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64)
+    z = np.uint64(seed) + i * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return ((z >> np.uint64(32)) >= np.uint64(int(p * 2.0 ** 32 + 0.5))).reshape(shape)

@@ -18,7 +18,7 @@ case $best in avx512) lower="avx2 generic" ;; avx2) lower="generic" ;; *) lower=
 for isa in $lower; do
   echo "== kernel tests with DEEPKERN_ISA=$isa"
   DEEPKERN_ISA=$isa run tests/test_gemm.py tests/test_activation.py tests/test_loss.py tests/test_optim.py \
-    tests/test_optim_kernels.py tests/test_pool.py tests/test_batchnorm.py "$@"
+    tests/test_optim_kernels.py tests/test_pool.py tests/test_batchnorm.py tests/test_conv.py tests/test_rnn.py tests/test_dropout.py "$@"
 done
 echo "== full suite with the best ISA ($best)"
 run tests "$@"

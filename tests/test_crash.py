@@ -413,6 +413,51 @@ def conv2d_with_a_kernel_larger_than_the_input(ops):
     ops.conv2d(f32(1, 1, 2, 2), f32(1, 1, 3, 3))
 
 
+# -- recurrent ------------------------------------------------------------------
+
+@hostile("lstm", raises=(MemoryError, ValueError))
+def lstm_over_2_36_steps_of_a_broadcast(ops):
+    ops.lstm(huge((2**36, 2**20, 4)), None, None, f32(8, 4), f32(8, 2))
+
+
+@hostile("lstm", raises=(MemoryError, ValueError))
+def lstm_of_empty_arrays_whose_sizes_multiply_past_int64(ops):
+    x = np.zeros((2**30, 2**30, 0), np.float32)  # no elements: T * B * 4H = 2**63 only counts
+    deepkern._C.lstm(x, huge((2**30, 2)), huge((2**30, 2)), np.zeros((8, 0), np.float32), f32(8, 2), None, None,
+                     f32(1), f32(1), f32(1))
+
+
+@hostile("gru", raises=(ValueError,))
+def gru_called_directly_with_outputs_of_the_wrong_shape(ops):
+    deepkern._C.gru(f32(3, 2, 4), f32(2, 5), f32(15, 4), f32(15, 5), None, None, f32(3, 2, 5), f32(3, 2, 19))
+
+
+@hostile("lstm_backward", raises=(ValueError,), names="gates")
+def lstm_backward_called_directly_with_short_gates(ops):
+    deepkern._C.lstm_backward(None, None, None, f32(3, 2, 4), f32(2, 5), f32(2, 5), f32(20, 4), f32(20, 5),
+                              f32(3, 2, 5), f32(3, 2, 5), f32(3, 2, 19), f32(3, 2, 4), f32(2, 5), f32(2, 5),
+                              f32(20, 4), f32(20, 5), None, None)
+
+
+@hostile("lstm_cell", raises=(ValueError,), names="h_new")
+def lstm_cell_called_directly_into_a_read_only_output(ops):
+    deepkern._C.lstm_cell(f32(2, 4), f32(2, 5), f32(2, 5), f32(20, 4), f32(20, 5), None, None,
+                          readonly(f32(2, 5)), f32(2, 5), f32(2, 20))
+
+
+@hostile("gru_cell_backward", raises=(TypeError,), names="cache")
+def gru_cell_backward_with_a_forged_cache(ops):
+    ops.gru_cell_backward(f32(2, 5), {"x": f32(2, 4)})
+
+
+@hostile("lstm", raises=None)
+def lstm_of_nan_and_inf(ops):
+    x = np.full((4, 2, 3), np.nan, np.float32)
+    x[1] = np.inf
+    y, h, c, cache = ops.lstm(x, None, None, f32(8, 3), f32(8, 2))
+    ops.lstm_backward(y, h, c, cache)
+
+
 # -- the child and the barrage --------------------------------------------------
 
 def _child(names):

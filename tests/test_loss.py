@@ -218,3 +218,155 @@ def test_mse_empty_and_errors():
         ops.mse(a64, a64, reduction=1)
     with pytest.raises(TypeError, match=r"\[mse_backward\] grad must be a real number"):
         ops.mse_backward(a64, a64, grad="1")
+
+
+# -- binary_cross_entropy_with_logits -----------------------------------------------------
+
+BCE_SHAPES = [(1,), (7,), (5, 3), (17, 33), (4, 3, 5), (300, 101)]
+
+
+def bce_inputs(gen, shape, dtype, pos_weight):
+    x = (gen.standard_normal(shape) * 4).astype(dtype)
+    t = gen.uniform(0, 1, shape).astype(dtype)  # soft targets, as torch allows
+    w = gen.uniform(0.2, 3.0, shape[-1]).astype(dtype) if pos_weight else None
+    return x, t, w
+
+
+@pytest.mark.parametrize("shape", BCE_SHAPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("pos_weight", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_with_logits_matches_reference(shape, reduction, pos_weight, dtype):
+    gen = rng(11)
+    x, t, w = bce_inputs(gen, shape, dtype, pos_weight)
+    loss = ops.binary_cross_entropy_with_logits(x, t, reduction, pos_weight=w)
+    n = int(np.prod(shape))
+    assert_close(np.asarray(loss), ref.binary_cross_entropy_with_logits(x, t, reduction, w), dtype,
+                 scale=4 * reduced_scale(n, reduction), name=f"bce {reduction}")
+    grad = gen.standard_normal(shape).astype(dtype) if reduction == "none" else 0.6
+    d = ops.binary_cross_entropy_with_logits_backward(x, t, reduction, pos_weight=w, grad=grad)
+    assert d.shape == shape and d.dtype == dtype
+    assert_close(d, ref.binary_cross_entropy_with_logits_backward(x, t, reduction, w, grad), dtype,
+                 scale=3, name=f"bce backward {reduction}")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_with_logits_finite_differences(reduction):
+    gen = rng(12)
+    x, t, w = bce_inputs(gen, (4, 5), np.float64, True)
+    g = gen.standard_normal((4, 5)) if reduction == "none" else 1.1
+    f = lambda: float(np.sum(np.asarray(ops.binary_cross_entropy_with_logits(x, t, reduction, w)) * g))  # noqa
+    assert_grad(ops.binary_cross_entropy_with_logits_backward(x, t, reduction, w, grad=g), f, x, name=reduction)
+
+
+def test_bce_with_logits_is_stable_for_huge_logits():
+    x = np.array([1e4, -1e4, 80.0, -80.0, 0.0])
+    t = np.array([0.0, 1.0, 1.0, 0.0, 0.5])
+    for dtype in DTYPES:
+        loss = ops.binary_cross_entropy_with_logits(x.astype(dtype), t.astype(dtype), "none")
+        assert np.isfinite(loss).all()
+        assert_close(loss, ref.binary_cross_entropy_with_logits(x, t, "none"), dtype)
+
+
+def test_bce_with_logits_matches_torch():
+    torch = torch_or_skip()
+    gen = rng(13)
+    for dtype in DTYPES:
+        for reduction in REDUCTIONS:
+            x, t, w = bce_inputs(gen, (9, 6), dtype, True)
+            tx = torch.tensor(x, requires_grad=True)
+            tl = torch.nn.functional.binary_cross_entropy_with_logits(tx, torch.tensor(t), reduction=reduction,
+                                                                      pos_weight=torch.tensor(w))
+            (tdx,) = torch.autograd.grad(tl, tx, torch.ones_like(tl))
+            assert_close(np.asarray(ops.binary_cross_entropy_with_logits(x, t, reduction, w)),
+                         tl.detach().numpy(), dtype, scale=10)
+            assert_close(ops.binary_cross_entropy_with_logits_backward(x, t, reduction, w), tdx.numpy(), dtype)
+
+
+def test_bce_with_logits_errors():
+    x = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"\[binary_cross_entropy_with_logits\] target must have shape \(3, 4\)"):
+        ops.binary_cross_entropy_with_logits(x, np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"pos_weight of shape \(3,\) does not broadcast"):
+        ops.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(3, np.float32))
+    with pytest.raises(TypeError, match=r"pos_weight has dtype float64, expected float32"):
+        ops.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(4))
+    assert_close(np.asarray(ops.binary_cross_entropy_with_logits(x, x, pos_weight=np.float32(2.0))),
+                 ref.binary_cross_entropy_with_logits(x, x, pos_weight=2.0), np.float32)  # broadcast scalar
+
+
+# -- multi_margin (multi-class hinge) -----------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 3), (17, 33), (400, 10)], ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p,margin,weighted", [(1, 1.0, False), (2, 1.0, False), (1, 0.5, True), (2, 2.0, True)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_margin_matches_reference(shape, reduction, p, margin, weighted, dtype):
+    gen = rng(14)
+    x, labels = logits_and_labels(gen, *shape, dtype, scale=1.0)
+    w = gen.uniform(0.1, 2, shape[1]).astype(dtype) if weighted else None
+    loss = ops.multi_margin(x, labels, reduction, p=p, margin=margin, weight=w)
+    assert_close(np.asarray(loss), ref.multi_margin(x, labels, reduction, p, margin, w), dtype,
+                 scale=4 * reduced_scale(shape[0], reduction))
+    grad = gen.standard_normal(shape[0]).astype(dtype) if reduction == "none" else 0.9
+    d = ops.multi_margin_backward(x, labels, reduction, p=p, margin=margin, weight=w, grad=grad)
+    assert_close(d, ref.multi_margin_backward(x, labels, reduction, p, margin, w, grad), dtype, scale=4)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_finite_differences(p):
+    gen = rng(15)
+    x, labels = logits_and_labels(gen, 5, 4, np.float64, scale=1.0)
+    w = gen.uniform(0.5, 2, 4)
+    f = lambda: ops.multi_margin(x, labels, "sum", p=p, margin=0.7, weight=w)  # noqa: E731
+    assert_grad(ops.multi_margin_backward(x, labels, "sum", p=p, margin=0.7, weight=w), f, x)
+
+
+def test_multi_margin_matches_torch_and_takes_one_row():
+    torch = torch_or_skip()
+    gen = rng(16)
+    for dtype in DTYPES:
+        for reduction in REDUCTIONS:
+            x, labels = logits_and_labels(gen, 13, 7, dtype, scale=1.0)
+            w = gen.uniform(0.1, 2, 7).astype(dtype)
+            tx = torch.tensor(x, requires_grad=True)
+            tl = torch.nn.functional.multi_margin_loss(tx, torch.tensor(labels), p=2, margin=0.8,
+                                                       weight=torch.tensor(w), reduction=reduction)
+            (tdx,) = torch.autograd.grad(tl, tx, torch.ones_like(tl))
+            assert_close(np.asarray(ops.multi_margin(x, labels, reduction, 2, 0.8, w)), tl.detach().numpy(), dtype,
+                         scale=4)
+            assert_close(ops.multi_margin_backward(x, labels, reduction, 2, 0.8, w), tdx.numpy(), dtype)
+    x = gen.standard_normal(5)
+    tl = torch.nn.functional.multi_margin_loss(torch.tensor(x), torch.tensor(3))
+    assert_close(np.asarray(ops.multi_margin(x, 3)), tl.numpy(), np.float64)
+    assert ops.multi_margin_backward(x, 3).shape == (5,)
+
+
+def test_multi_margin_errors():
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"\[multi_margin\] labels\[1\] = 4 is not a class in \[0, 4\)"):
+        ops.multi_margin(x, [0, 4, 1])
+    with pytest.raises(ValueError, match=r"\[multi_margin\] p must be 1 or 2, got 3"):
+        ops.multi_margin(x, [0, 1, 1], p=3)
+    with pytest.raises(ValueError, match=r"\[multi_margin\] weight must have shape \(4,\)"):
+        ops.multi_margin(x, [0, 1, 1], weight=np.ones(3))
+    with pytest.raises(ValueError, match=r"\[multi_margin\] x is one row"):
+        ops.multi_margin(np.zeros(4), [0, 1])
+    with pytest.raises(ValueError, match=r"\[multi_margin\] margin must be finite"):
+        ops.multi_margin(x, [0, 1, 1], margin=float("nan"))
+
+
+def test_loss_modules_match_ops():
+    from deepkern import nn
+    gen = rng(17)
+    x, t, w = bce_inputs(gen, (6, 3), np.float64, True)
+    m = nn.BCEWithLogitsLoss(pos_weight=w)
+    assert m(x, t) == ops.binary_cross_entropy_with_logits(x, t, pos_weight=w)
+    assert np.array_equal(m.backward(), ops.binary_cross_entropy_with_logits_backward(x, t, pos_weight=w))
+    assert list(m.state_dict()) == ["pos_weight"]
+    x, labels = logits_and_labels(gen, 6, 3, np.float64)
+    h = nn.MultiMarginLoss(p=2, margin=0.5, reduction="sum")
+    assert h(x, labels) == ops.multi_margin(x, labels, "sum", 2, 0.5)
+    assert np.array_equal(h.backward(2.0), ops.multi_margin_backward(x, labels, "sum", 2, 0.5, grad=2.0))
+    with pytest.raises(ValueError, match=r"\[MultiMarginLoss\] p must be 1 or 2"):
+        nn.MultiMarginLoss(p=3)

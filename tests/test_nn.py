@@ -407,3 +407,80 @@ def test_calculate_gain_matches_torch():
         assert nn.init.calculate_gain(nl, param) == pytest.approx(torch.nn.init.calculate_gain(nl, param))
     with pytest.raises(ValueError, match="unsupported"):
         nn.init.calculate_gain("swish")
+
+
+# -- residual blocks -------------------------------------------------------------
+
+def _torch_basic_block(torch, block):
+    """The same block in torch (torchvision's BasicBlock layout), weights copied."""
+    tn = torch.nn
+
+    class TorchBlock(tn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = tn.Conv2d(cin, cout, 3, stride, 1, bias=False, dtype=torch.float64)
+            self.bn1 = tn.BatchNorm2d(cout, dtype=torch.float64)
+            self.conv2 = tn.Conv2d(cout, cout, 3, 1, 1, bias=False, dtype=torch.float64)
+            self.bn2 = tn.BatchNorm2d(cout, dtype=torch.float64)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = tn.Sequential(tn.Conv2d(cin, cout, 1, stride, bias=False, dtype=torch.float64),
+                                                tn.BatchNorm2d(cout, dtype=torch.float64))
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+    cin, cout, stride = block.conv1.in_channels, block.conv1.out_channels, block.conv1.stride[0]
+    t = TorchBlock(cin, cout, stride)
+    t.load_state_dict({k: torch.tensor(v) for k, v in block.state_dict().items()})
+    return t
+
+
+@pytest.mark.parametrize("cin,cout,stride", [(4, 4, 1), (3, 6, 2), (5, 5, 2)])
+def test_basic_block_matches_torch(cin, cout, stride):
+    torch = torch_or_skip()
+    gen = rng(21)
+    block = nn.BasicBlock(cin, cout, stride, dtype=np.float64, rng=gen)
+    for m in block.modules():  # non-trivial batch norm affine parameters
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data[...] = gen.uniform(0.5, 1.5, m.weight.shape)
+            m.bias.data[...] = gen.standard_normal(m.bias.shape) * 0.1
+    assert ("downsample.0.weight" in block.state_dict()) == (stride != 1 or cin != cout)
+    t = _torch_basic_block(torch, block)
+    x = gen.standard_normal((2, cin, 7, 9))
+    y = block(x)  # one forward each: both update their running statistics once
+    dy = gen.standard_normal(y.shape)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = t(tx)
+    ty.backward(torch.tensor(dy))
+    assert_close(y, ty.detach().numpy(), np.float64, scale=10)
+    block.zero_grad()
+    dx = block.backward(dy)
+    assert_close(dx, tx.grad.numpy(), np.float64, scale=100)
+    tparams = dict(t.named_parameters())
+    for name, p in block.named_parameters():
+        assert_close(p.grad, tparams[name].grad.numpy(), np.float64, scale=100, name=name)
+    for name, b in block.named_buffers():
+        if name.endswith("running_mean") or name.endswith("running_var"):
+            assert_close(b, t.state_dict()[name].numpy(), np.float64, name=name)
+
+
+def test_residual_sums_its_branches():
+    gen = rng(22)
+    body = nn.Sequential(nn.Linear(5, 5, dtype=np.float64, rng=gen), nn.Tanh())
+    res = nn.Residual(body)
+    x = gen.standard_normal((3, 5))
+    assert_close(res(x), body(x) + x, np.float64)
+    dy = gen.standard_normal((3, 5))
+    res(x)
+    dx = res.backward(dy)
+
+    def f():
+        return float(np.sum(res(x) * dy))
+
+    assert_grad(dx, f, x)
+    short = nn.Residual(nn.Linear(5, 2, dtype=np.float64), nn.Linear(5, 2, dtype=np.float64))
+    assert short(x).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"\[Residual\] body gives shape \(3, 2\) but the shortcut \(3, 5\)"):
+        nn.Residual(nn.Linear(5, 2, dtype=np.float64))(x)

@@ -1,7 +1,11 @@
-// Losses: cross_entropy over integer labels and mse, forward and backward.
+// Losses: cross_entropy and multi_margin over integer labels, mse and
+// binary_cross_entropy_with_logits over targets of the prediction's shape,
+// forward and backward.
 // Reduced results (mean, sum) and their upstream gradient are one-element
 // arrays of shape () or (1,); per-item ones (none) have the items' shape.
 // Every label is checked against [0, C) before anything is written.
+#include <cmath>
+#include <optional>
 #include <string>
 
 #include "bindings/common.h"
@@ -43,13 +47,19 @@ struct ClassArrays {
   py::array_t<int64_t> labels;
   int64_t n = 0, c = 0;
 
-  ClassArrays(const char* op, py::handle logits_h, py::handle labels_h) {
-    dtype = float_dtype(op, "logits", as_array(op, "logits", logits_h));
-    logits = input(op, "logits", logits_h, dtype);
-    check_ndim(op, "logits", logits, 2);
+  // range false: the caller checks its other shapes first, then calls check_range.
+  ClassArrays(const char* op, py::handle logits_h, py::handle labels_h, const char* name = "logits",
+              bool range = true) {
+    dtype = float_dtype(op, name, as_array(op, name, logits_h));
+    logits = input(op, name, logits_h, dtype);
+    check_ndim(op, name, logits, 2);
     n = logits.shape(0), c = logits.shape(1);
     labels = bind::labels(op, "labels", labels_h);
     check_shape(op, "labels", labels, {n});
+    if (range) check_range(op);
+  }
+
+  void check_range(const char* op) const {
     const int64_t* l = labels.data();
     for (int64_t i = 0; i < n; ++i)
       if (l[i] < 0 || l[i] >= c)
@@ -101,9 +111,9 @@ void cross_entropy_backward(py::handle logits, py::handle labels, py::handle dou
 struct PairArrays {
   DType dtype;
   py::array pred, target;
-  PairArrays(const char* op, py::handle pred_h, py::handle target_h) {
-    dtype = float_dtype(op, "pred", as_array(op, "pred", pred_h));
-    pred = input(op, "pred", pred_h, dtype);
+  PairArrays(const char* op, py::handle pred_h, py::handle target_h, const char* name = "pred") {
+    dtype = float_dtype(op, name, as_array(op, name, pred_h));
+    pred = input(op, name, pred_h, dtype);
     target = input(op, "target", target_h, dtype);
     check_shape(op, "target", target, shape_of(pred));
   }
@@ -147,6 +157,123 @@ void mse_backward(py::handle pred, py::handle target, py::handle dout, py::handl
   });
 }
 
+// Rows of the last axis: (rows, c) for any shape (a 0-D array is one row of one).
+LossParams rows_of(const py::array& a, Reduction r) {
+  const int64_t c = a.ndim() == 0 ? 1 : a.shape(a.ndim() - 1);
+  const int64_t size = static_cast<int64_t>(a.size());
+  return LossParams{c == 0 ? 0 : size / c, c, r};
+}
+
+// An optional (c,) array: None, or pos_weight over the last axis, or a class weight.
+// (A default py::array is an empty array, not a null one: hence std::optional.)
+std::optional<py::array> optional_vector(const char* op, const char* name, py::handle h, DType dt, int64_t c) {
+  if (h.is_none()) return std::nullopt;
+  py::array w = input(op, name, h, dt);
+  check_shape(op, name, w, {c});
+  return w;
+}
+
+template <class T>
+const T* data_or_null(const std::optional<py::array>& a) {
+  return a ? in_ptr<T>(*a) : nullptr;
+}
+
+void bce_with_logits(py::handle logits, py::handle target, py::handle pos_weight, py::handle out,
+                     py::handle reduction) {
+  const char* op = "binary_cross_entropy_with_logits";
+  const Reduction r = reduction_of(op, reduction);
+  PairArrays a(op, logits, target, "logits");
+  LossParams p = rows_of(a.pred, r);
+  auto w = optional_vector(op, "pos_weight", pos_weight, a.dtype, p.c);
+  py::array o = output(op, "out", out, a.dtype);
+  check_reduced(op, "out", o, r, shape_of(a.pred));
+  by_dtype(a.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = in_ptr<T>(a.pred);
+    const T* t = in_ptr<T>(a.target);
+    const T* wp = data_or_null<T>(w);
+    T* y = out_ptr<T>(o);
+    py::gil_scoped_release nogil;
+    cpu::loss_kernels<T>().bce_with_logits(p, x, t, wp, y);
+  });
+}
+
+void bce_with_logits_backward(py::handle logits, py::handle target, py::handle pos_weight, py::handle dout,
+                              py::handle dlogits, py::handle reduction) {
+  const char* op = "binary_cross_entropy_with_logits_backward";
+  const Reduction r = reduction_of(op, reduction);
+  PairArrays a(op, logits, target, "logits");
+  LossParams p = rows_of(a.pred, r);
+  auto w = optional_vector(op, "pos_weight", pos_weight, a.dtype, p.c);
+  py::array g = input(op, kDout, dout, a.dtype);
+  check_reduced(op, kDout, g, r, shape_of(a.pred));
+  py::array d = output(op, "dlogits", dlogits, a.dtype);
+  check_shape(op, "dlogits", d, shape_of(a.pred));
+  if (a.pred.size() == 0) return;
+  by_dtype(a.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = in_ptr<T>(a.pred);
+    const T* t = in_ptr<T>(a.target);
+    const T* wp = data_or_null<T>(w);
+    const T* gp = in_ptr<T>(g);
+    T* dp = out_ptr<T>(d);
+    py::gil_scoped_release nogil;
+    cpu::loss_kernels<T>().bce_with_logits_backward(p, x, t, wp, gp, dp);
+  });
+}
+
+MarginParams margin_params(const char* op, const ClassArrays& a, Reduction r, int64_t p_norm, double margin) {
+  if (p_norm != 1 && p_norm != 2) value_error(op, "p must be 1 or 2, got " + std::to_string(p_norm));
+  if (!std::isfinite(margin)) value_error(op, "margin must be finite");
+  return MarginParams{a.n, a.c, r, static_cast<int>(p_norm), margin};
+}
+
+void multi_margin(py::handle x, py::handle labels, py::handle weight, py::handle out, py::handle reduction,
+                  int64_t p_norm, double margin) {
+  const char* op = "multi_margin";
+  const Reduction r = reduction_of(op, reduction);
+  ClassArrays a(op, x, labels, "x", false);
+  MarginParams p = margin_params(op, a, r, p_norm, margin);
+  auto w = optional_vector(op, "weight", weight, a.dtype, a.c);
+  a.check_range(op);
+  py::array o = output(op, "out", out, a.dtype);
+  check_reduced(op, "out", o, r, {a.n});
+  by_dtype(a.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = in_ptr<T>(a.logits);
+    const int64_t* l = a.labels.data();
+    const T* wp = data_or_null<T>(w);
+    T* y = out_ptr<T>(o);
+    py::gil_scoped_release nogil;
+    cpu::loss_kernels<T>().multi_margin(p, xp, l, wp, y);
+  });
+}
+
+void multi_margin_backward(py::handle x, py::handle labels, py::handle weight, py::handle dout, py::handle dx,
+                           py::handle reduction, int64_t p_norm, double margin) {
+  const char* op = "multi_margin_backward";
+  const Reduction r = reduction_of(op, reduction);
+  ClassArrays a(op, x, labels, "x", false);
+  MarginParams p = margin_params(op, a, r, p_norm, margin);
+  auto w = optional_vector(op, "weight", weight, a.dtype, a.c);
+  a.check_range(op);
+  py::array g = input(op, kDout, dout, a.dtype);
+  check_reduced(op, kDout, g, r, {a.n});
+  py::array d = output(op, "dx", dx, a.dtype);
+  check_shape(op, "dx", d, {a.n, a.c});
+  if (a.n == 0) return;
+  by_dtype(a.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = in_ptr<T>(a.logits);
+    const int64_t* l = a.labels.data();
+    const T* wp = data_or_null<T>(w);
+    const T* gp = in_ptr<T>(g);
+    T* dp = out_ptr<T>(d);
+    py::gil_scoped_release nogil;
+    cpu::loss_kernels<T>().multi_margin_backward(p, xp, l, wp, gp, dp);
+  });
+}
+
 }  // namespace
 
 void bind_loss(py::module_& m) {
@@ -169,6 +296,20 @@ void bind_loss(py::module_& m) {
         py::arg("reduction"),
         "dpred = 2 (pred - target) * dout (/ pred.size for 'mean'); dout has pred's shape for 'none', else "
         "one value.");
+  m.def("binary_cross_entropy_with_logits", &bce_with_logits, py::arg("logits"), py::arg("target"),
+        py::arg("pos_weight"), py::arg("out"), py::arg("reduction"),
+        "Sigmoid + binary cross-entropy of logits against targets of the same shape, pos_weight (C,) over "
+        "the last axis or None; out as for mse.");
+  m.def("binary_cross_entropy_with_logits_backward", &bce_with_logits_backward, py::arg("logits"),
+        py::arg("target"), py::arg("pos_weight"), py::arg("dout"), py::arg("dlogits"), py::arg("reduction"),
+        "dlogits = ((1 - t) - l sigmoid(-x)) * dout, l = 1 + (pos_weight - 1) t (/ size for 'mean').");
+  m.def("multi_margin", &multi_margin, py::arg("x"), py::arg("labels"), py::arg("weight"), py::arg("out"),
+        py::arg("reduction"), py::arg("p"), py::arg("margin"),
+        "Multi-class hinge loss (torch.nn.MultiMarginLoss) of x (N, C) against labels (N,), weight (C,) or "
+        "None, p 1 or 2; out (N,) for 'none', else one value.");
+  m.def("multi_margin_backward", &multi_margin_backward, py::arg("x"), py::arg("labels"), py::arg("weight"),
+        py::arg("dout"), py::arg("dx"), py::arg("reduction"), py::arg("p"), py::arg("margin"),
+        "dx (N, C) of multi_margin times dout (N,) for 'none', else one value.");
 }
 
 }  // namespace dk::bind

@@ -12,4 +12,7 @@ PYBIND11_MODULE(_C, m) {
   dk::bind::bind_optim(m);
   dk::bind::bind_pool(m);
   dk::bind::bind_batchnorm(m);
+  dk::bind::bind_conv(m);
+  dk::bind::bind_rnn(m);
+  dk::bind::bind_dropout(m);
 }

@@ -43,6 +43,25 @@ struct LossParams {
   Reduction reduction = Reduction::mean;
 };
 
+// Dropout over n contiguous elements: element i is zeroed with probability p,
+// decided by core/random.h's counter-based stream `seed`; survivors are scaled
+// by 1 / (1 - p) (0 when p == 1, as torch).
+struct DropoutParams {
+  int64_t n = 0;
+  double p = 0.5;
+  uint64_t seed = 0;
+};
+
+// Losses over n rows of c values whose per-element formula needs more than
+// LossParams: binary_cross_entropy_with_logits (pos_weight over the c columns)
+// and multi_margin (torch.nn.MultiMarginLoss: power p_norm 1 or 2, margin).
+struct MarginParams {
+  int64_t n = 0, c = 0;
+  Reduction reduction = Reduction::mean;
+  int p_norm = 1;
+  double margin = 1.0;
+};
+
 // torch.optim.SGD. The momentum buffer starts as a copy of the first gradient
 // (first_step), as torch does when the buffer does not exist yet.
 struct SgdParams {
@@ -101,6 +120,21 @@ struct ClipParams {
   bool scale_nonfinite = true;
 };
 
+// 2-D convolution, NCHW, as torch's conv2d (a cross-correlation): x (n, c, h, w),
+// w (k, c / groups, r, s), y (n, k, oh, ow). Output channel kk of group
+// g = kk / (k / groups) sees input channels [g * c / groups, (g + 1) * c / groups);
+// y[.][kk][i][j] = sum w[kk][ci][a][b] * x[.][ci][i * sh - ph + a * dh][j * sw - pw + b * dw]
+// with positions outside x read as 0. ph and pw are the top and left padding;
+// the bottom and right padding only show in oh and ow (so torch's asymmetric
+// "same" padding for even kernels is ph, pw and a larger oh, ow). Kernels also
+// accept ph, pw < 0 (a crop), which the backward uses internally.
+struct ConvParams {
+  int64_t n = 0, c = 0, h = 0, w = 0;
+  int64_t k = 0, r = 1, s = 1, groups = 1;
+  int64_t oh = 0, ow = 0;
+  int64_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+};
+
 // 2-D pooling over `planes` independent planes (N * C of an NCHW array): input
 // (planes, ih, iw) and output (planes, oh, ow), both contiguous. Output (oh, ow)
 // looks at input rows oh * sh - ph + i * dh (i < kh) and columns ow * sw - pw +
@@ -121,6 +155,14 @@ struct BatchNormParams {
   int64_t n = 0, c = 0, inner = 0;
   double eps = 1e-5, momentum = 0.1;
   bool training = true;
+};
+
+// LSTM and GRU over a sequence of `steps` time steps (a cell is one step) of
+// `batch` rows: x (steps, batch, input), hidden and cell states (batch, hidden).
+// Gates are stacked as PyTorch's: LSTM (i, f, g, o), GRU (r, z, n), so w_ih is
+// (gates * hidden, input), w_hh (gates * hidden, hidden), biases (gates * hidden).
+struct RnnParams {
+  int64_t steps = 1, batch = 0, input = 0, hidden = 0;
 };
 
 }  // namespace dk

@@ -271,7 +271,7 @@ static void by_rows(int64_t N, int64_t C, const Reduce& reduce, const Finish& fi
 #pragma omp parallel num_threads(nt)
   {
 #pragma omp for schedule(static)
-    for (int64_t q = 0; q < parts; ++q) reduce(N * q / parts, N * (q + 1) / parts, &partial[q * C]);
+    for (int64_t q = 0; q < parts; ++q) reduce(N * q / parts, N * (q + 1) / parts, partial.data() + q * C);  // C may be 0
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < C; ++c) {
       for (int64_t q = 1; q < parts; ++q) merge(partial[c], partial[q * C + c]);

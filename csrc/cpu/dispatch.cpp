@@ -2,10 +2,13 @@
 #include "core/cpu_features.h"
 #include "cpu/activation.h"
 #include "cpu/batchnorm.h"
+#include "cpu/conv.h"
+#include "cpu/dropout.h"
 #include "cpu/gemm.h"
 #include "cpu/loss.h"
 #include "cpu/optim.h"
 #include "cpu/pool.h"
+#include "cpu/rnn.h"
 #include "cpu/roofline.h"
 
 namespace dk::cpu {
@@ -44,6 +47,9 @@ DK_DISPATCH(LossKernels, loss)
 DK_DISPATCH(OptimKernels, optim)
 DK_DISPATCH(PoolKernels, pool)
 DK_DISPATCH(BatchNormKernels, batchnorm)
+DK_DISPATCH(ConvKernels, conv)
+DK_DISPATCH(DropoutKernels, dropout)
+DK_DISPATCH(RnnKernels, rnn)
 DK_DISPATCH(RooflineKernels, roofline)
 
 }  // namespace dk::cpu

@@ -175,7 +175,11 @@ void gemm(const GemmParams& p, GemmOperand<T> a, GemmOperand<T> b, T* c, const G
   if ((p.m == 1 || p.n == 1) && a.raw && b.raw) return gemv(p, a.raw, b.raw, c, bias);
 
   const double fmas = double(p.m) * double(p.n) * double(p.k);  // may exceed int64
-  const int nt = static_cast<int>(std::max(1.0, std::min<double>(get_num_threads(), fmas / kMinFmasPerThread)));
+  // Called from inside a parallel region (conv's loop over images), the caller
+  // has already spread the work over the threads: this call runs on one.
+  const int nt = omp_in_parallel() ? 1
+                                   : static_cast<int>(std::max(1.0, std::min<double>(get_num_threads(),
+                                                                                     fmas / kMinFmasPerThread)));
   const int64_t kc_full = k_block(p.k, B::kc);
   // A is packed a band of rows at a time, so the shared buffer stays bounded
   // (kSharedABytes) whatever m is; a pre-packed A is one band.

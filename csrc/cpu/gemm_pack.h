@@ -30,6 +30,7 @@ inline int64_t k_block(int64_t k, int64_t kc_max) {
 
 // 64-byte aligned scratch owned by the calling thread, grown on demand and
 // reused by later calls (OpenMP keeps its threads alive between regions).
+// Slots 0 and 1 are gemm's; 2 and 3 conv's (which calls gemm while holding them).
 template <class T>
 T* scratch(int slot, int64_t count) {
   struct Buffer {
@@ -37,7 +38,7 @@ T* scratch(int slot, int64_t count) {
     int64_t cap = 0;
     ~Buffer() { std::free(p); }
   };
-  static thread_local Buffer buffers[2];
+  static thread_local Buffer buffers[4];
   Buffer& b = buffers[slot];
   if (b.cap < count) {
     std::free(b.p);

@@ -9,6 +9,14 @@
 //   Forward + backward over torch 2.13's (float32, 1 thread): (4096, 1000)
 //   2.7x, (65536, 10) 6.4x.
 // mse: pred, target (n); loss = (pred - target)^2, backward 2 (pred - target) g.
+// bce_with_logits: logits x, targets t (n, c), pos_weight w (c) optional; torch's
+//   stable form loss = (1 - t) x + l (log1p(exp(-|x|)) + max(-x, 0)), l = 1 + (w - 1) t,
+//   never exp of a large positive number; d/dx = (1 - t) - l sigmoid(-x).
+// multi_margin (torch.nn.MultiMarginLoss): x (n, c), labels y (n), weight w (c)
+//   optional; loss_i = sum_{j != y} w_y max(0, margin - x_y + x_j)^p / c, p 1 or 2;
+//   d/dx_j = w_y p h^(p-1) / c for each positive h = margin - x_y + x_j, and
+//   d/dx_y = minus their sum. Both are scalar loops over rows: losses are a
+//   small share of a step, and these two are not on a path the benchmarks time.
 //
 // Reductions add row losses (cross_entropy) or fixed blocks of squares (mse) in
 // double, in index order: the result does not depend on the thread count, and
@@ -16,6 +24,8 @@
 // NaN (0 / 0), as in torch.
 #include "cpu/loss.h"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "cpu/parallel.h"
@@ -133,6 +143,94 @@ static void mse_backward(const LossParams& p, const T* pred, const T* target, co
   else run([&](int64_t, int64_t) { return g_all; });
 }
 
-DK_DEFINE_TABLE(LossKernels, loss, cross_entropy<T>, cross_entropy_backward<T>, mse<T>, mse_backward<T>)
+// Per-row losses reduced as cross_entropy's: straight to out for Reduction::none,
+// else summed in double in row order (thread-count independent). `count` divides a mean.
+template <class T, class F>
+static void reduce_rows(Reduction r, int64_t rows, int64_t count, int64_t work, T* out, F row_loss) {
+  std::vector<double> part(r == Reduction::none ? 0 : rows);
+#pragma omp parallel for num_threads(threads_for(work)) schedule(static)
+  for (int64_t i = 0; i < rows; ++i) {
+    if (r == Reduction::none) row_loss(i, out);
+    else part[i] = row_loss(i, static_cast<T*>(nullptr));
+  }
+  if (r == Reduction::none) return;
+  double total = 0.0;
+  for (double v : part) total += v;
+  out[0] = T(r == Reduction::mean ? total / double(count) : total);
+}
+
+template <class T>
+static T bce_element(T x, T t, T l) {
+  return (T(1) - t) * x + l * (std::log1p(std::exp(-std::abs(x))) + std::max(-x, T(0)));
+}
+
+template <class T>
+static void bce_with_logits(const LossParams& p, const T* x, const T* t, const T* pos_weight, T* out) {
+  reduce_rows(p.reduction, p.n, p.n * p.c, p.n * p.c, out, [&](int64_t i, T* each) {
+    double sum = 0.0;
+    for (int64_t j = 0, k = i * p.c; j < p.c; ++j, ++k) {
+      const T l = pos_weight ? T(1) + (pos_weight[j] - T(1)) * t[k] : T(1);
+      const T v = bce_element(x[k], t[k], l);
+      if (each) each[k] = v;
+      else sum += double(v);
+    }
+    return sum;
+  });
+}
+
+template <class T>
+static void bce_with_logits_backward(const LossParams& p, const T* x, const T* t, const T* pos_weight,
+                                     const T* dout, T* dx) {
+  const bool each = p.reduction == Reduction::none;
+  const T g_all = p.reduction == Reduction::mean ? T(double(dout[0]) / double(p.n * p.c)) : dout[0];
+  const int64_t n = p.n * p.c;
+#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
+  for (int64_t k = 0; k < n; ++k) {
+    const T l = pos_weight ? T(1) + (pos_weight[k % p.c] - T(1)) * t[k] : T(1);
+    const T sig_neg = T(1) / (T(1) + std::exp(x[k]));  // sigmoid(-x)
+    dx[k] = ((T(1) - t[k]) - l * sig_neg) * (each ? dout[k] : g_all);
+  }
+}
+
+template <class T>
+static void multi_margin(const MarginParams& p, const T* x, const int64_t* labels, const T* weight, T* out) {
+  reduce_rows(p.reduction, p.n, p.n, p.n * p.c, out, [&](int64_t i, T* each) {
+    const T* row = x + i * p.c;
+    const int64_t y = labels[i];
+    const T margin = T(p.margin) - row[y], w = weight ? weight[y] : T(1);
+    T sum = T(0);
+    for (int64_t j = 0; j < p.c; ++j) {
+      const T h = margin + row[j];
+      if (j != y && h > T(0)) sum += p.p_norm == 1 ? h : h * h;
+    }
+    const T v = w * sum / T(p.c);
+    if (each) each[i] = v;
+    return double(v);
+  });
+}
+
+template <class T>
+static void multi_margin_backward(const MarginParams& p, const T* x, const int64_t* labels, const T* weight,
+                                  const T* dout, T* dx) {
+  const T g_all = p.reduction == Reduction::mean ? T(double(dout[0]) / double(p.n)) : dout[0];
+#pragma omp parallel for num_threads(threads_for(p.n * p.c)) schedule(static)
+  for (int64_t i = 0; i < p.n; ++i) {
+    const T* row = x + i * p.c;
+    T* d = dx + i * p.c;
+    const int64_t y = labels[i];
+    const T g = (p.reduction == Reduction::none ? dout[i] : g_all) * (weight ? weight[y] : T(1)) / T(p.c);
+    const T margin = T(p.margin) - row[y];
+    T total = T(0);
+    for (int64_t j = 0; j < p.c; ++j) {
+      const T h = margin + row[j];
+      d[j] = (j != y && h > T(0)) ? g * (p.p_norm == 1 ? T(1) : T(2) * h) : T(0);
+      total += d[j];
+    }
+    d[y] = -total;
+  }
+}
+
+DK_DEFINE_TABLE(LossKernels, loss, cross_entropy<T>, cross_entropy_backward<T>, mse<T>, mse_backward<T>,
+                bce_with_logits<T>, bce_with_logits_backward<T>, multi_margin<T>, multi_margin_backward<T>)
 
 }  // namespace dk::cpu::DK_ISA_NS

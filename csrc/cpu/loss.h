@@ -17,6 +17,15 @@ struct LossKernels {
   // Mean squared error over p.n elements (p.c == 1); out as for cross_entropy.
   void (*mse)(const LossParams& p, const T* pred, const T* target, T* out);
   void (*mse_backward)(const LossParams& p, const T* pred, const T* target, const T* dout, T* dpred);
+  // Binary cross-entropy of logits (n, c) against targets in [0, 1] of the same
+  // shape, pos_weight (c) or nullptr; out as for cross_entropy, over n * c elements.
+  void (*bce_with_logits)(const LossParams& p, const T* logits, const T* target, const T* pos_weight, T* out);
+  void (*bce_with_logits_backward)(const LossParams& p, const T* logits, const T* target, const T* pos_weight,
+                                   const T* dout, T* dlogits);
+  // Multi-class hinge of x (n, c) against labels (n), weight (c) or nullptr.
+  void (*multi_margin)(const MarginParams& p, const T* x, const int64_t* labels, const T* weight, T* out);
+  void (*multi_margin_backward)(const MarginParams& p, const T* x, const int64_t* labels, const T* weight,
+                                const T* dout, T* dx);
 };
 
 DK_DECLARE_KERNELS(LossKernels, loss)

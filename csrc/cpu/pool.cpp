@@ -67,24 +67,11 @@ static std::vector<Taps> column_taps(const PoolParams& p, int64_t dw) {
 
 // ---- lane helpers (per instruction set) ------------------------------------------
 
-// load_even(p, n): lanes l < n hold p[2 * l]; reads p[0 .. 2n - 2] only.
+// (load_even, the stride-2 load, is simd.h's.)
 // replaces(c, m): the lanes where tap c replaces the running maximum m (c > m or c is NaN).
 // store_index(dst, off, base, step, n): dst[l] = base + l * step + off[l] for l < n,
 //   off holding exact integers (window offsets), widened to int64.
 #if defined(__AVX512F__)
-static inline Vec<float> load_even(const float* p, int64_t n) {
-  int64_t need = 2 * n - 1;
-  __m512 a = Vec<float>::load(p, need).v;
-  __m512 b = need > 16 ? Vec<float>::load(p + 16, need - 16).v : _mm512_setzero_ps();
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  return _mm512_permutex2var_ps(a, even, b);
-}
-static inline Vec<double> load_even(const double* p, int64_t n) {
-  int64_t need = 2 * n - 1;
-  __m512d a = Vec<double>::load(p, need).v;
-  __m512d b = need > 8 ? Vec<double>::load(p + 8, need - 8).v : _mm512_setzero_pd();
-  return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
-}
 static inline __mmask16 replaces(Vec<float> c, Vec<float> m) {
   return _mm512_cmp_ps_mask(c.v, m.v, _CMP_GT_OQ) | _mm512_cmp_ps_mask(c.v, c.v, _CMP_UNORD_Q);
 }
@@ -110,19 +97,6 @@ static inline void store_index(int64_t* dst, Vec<double> off, int64_t base, int6
   store_index8(dst, _mm512_add_epi64(_mm512_cvttpd_epi64(off.v), index_lanes(base, step)), n);
 }
 #elif defined(__AVX2__)
-static inline Vec<float> load_even(const float* p, int64_t n) {
-  int64_t need = 2 * n - 1;
-  __m256 a = Vec<float>::load(p, need).v;
-  __m256 b = need > 8 ? Vec<float>::load(p + 8, need - 8).v : _mm256_setzero_ps();
-  __m256 t = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
-}
-static inline Vec<double> load_even(const double* p, int64_t n) {
-  int64_t need = 2 * n - 1;
-  __m256d a = Vec<double>::load(p, need).v;
-  __m256d b = need > 4 ? Vec<double>::load(p + 4, need - 4).v : _mm256_setzero_pd();
-  return _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));  // a0 b0 a2 b2 -> a0 a2 b0 b2
-}
 static inline __m256 replaces(Vec<float> c, Vec<float> m) {
   return _mm256_or_ps(_mm256_cmp_ps(c.v, m.v, _CMP_GT_OQ), _mm256_cmp_ps(c.v, c.v, _CMP_UNORD_Q));
 }
@@ -148,10 +122,6 @@ static inline void store_index(int64_t* dst, Vec<double> off, int64_t base, int6
   store_index4(dst, _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(off.v)), index_lanes(base, step)), n);
 }
 #else
-template <class T>
-static inline Vec<T> load_even(const T* p, int64_t) {
-  return *p;
-}
 template <class T>
 static inline bool replaces(Vec<T> c, Vec<T> m) {
   return c.v > m.v || c.v != c.v;

@@ -171,4 +171,41 @@ template <class T> static inline T reduce_add(Vec<T> a) { return a.v; }
 template <class T> static inline T reduce_max(Vec<T> a) { return a.v; }
 #endif
 
+// load_even(p, n), n >= 1: lanes l < n hold p[2 * l], the rest 0; reads
+// p[0 .. 2n - 2] only. The inputs of stride-2 windows (pooling, im2col).
+#if defined(__AVX512F__)
+static inline Vec<float> load_even(const float* p, int64_t n) {
+  int64_t need = 2 * n - 1;
+  __m512 a = Vec<float>::load(p, need).v;
+  __m512 b = need > 16 ? Vec<float>::load(p + 16, need - 16).v : _mm512_setzero_ps();
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(a, even, b);
+}
+static inline Vec<double> load_even(const double* p, int64_t n) {
+  int64_t need = 2 * n - 1;
+  __m512d a = Vec<double>::load(p, need).v;
+  __m512d b = need > 8 ? Vec<double>::load(p + 8, need - 8).v : _mm512_setzero_pd();
+  return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
+}
+#elif defined(__AVX2__)
+static inline Vec<float> load_even(const float* p, int64_t n) {
+  int64_t need = 2 * n - 1;
+  __m256 a = Vec<float>::load(p, need).v;
+  __m256 b = need > 8 ? Vec<float>::load(p + 8, need - 8).v : _mm256_setzero_ps();
+  __m256 t = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+static inline Vec<double> load_even(const double* p, int64_t n) {
+  int64_t need = 2 * n - 1;
+  __m256d a = Vec<double>::load(p, need).v;
+  __m256d b = need > 4 ? Vec<double>::load(p + 4, need - 4).v : _mm256_setzero_pd();
+  return _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));  // a0 b0 a2 b2 -> a0 a2 b0 b2
+}
+#else
+template <class T>
+static inline Vec<T> load_even(const T* p, int64_t) {
+  return *p;
+}
+#endif
+
 }  // namespace dk::cpu::DK_ISA_NS

@@ -23,6 +23,8 @@ globals().update({n: getattr(ops, n) for n in _op_names})
 from . import cuda, data, nn, optim, train  # noqa: E402  (they import ops)
 from .nn import load, save  # noqa: E402
 from .nn.init import manual_seed  # noqa: E402
+from . import callbacks, models  # noqa: E402
+from .gradcheck import gradcheck  # noqa: E402  (the function; the module stays importable by name)
 
 
 def get_num_threads():
@@ -58,5 +60,6 @@ def show_config(file=None):
 
 
 __all__ = sorted(_op_names) + ["nn", "optim", "train", "data", "cuda", "ops", "save", "load",
-                               "manual_seed", "get_num_threads", "set_num_threads", "show_config",
+                               "manual_seed", "models", "callbacks", "gradcheck",
+                               "get_num_threads", "set_num_threads", "show_config",
                                "__version__"]

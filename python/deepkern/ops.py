@@ -307,6 +307,129 @@ def mse_backward(pred, target, reduction="mean", grad=1.0):
     return dpred
 
 
+def _pos_weight(op, pos_weight, logits):
+    """None, or pos_weight broadcast over the last axis of logits: (C,) contiguous."""
+    if pos_weight is None:
+        return None
+    w = _float_array(op, "pos_weight", pos_weight)
+    c = logits.shape[-1] if logits.ndim else 1
+    try:
+        return np.ascontiguousarray(np.broadcast_to(w, (c,)))
+    except ValueError:
+        raise ValueError(f"[{op}] pos_weight of shape {w.shape} does not broadcast over the last axis "
+                         f"of logits {logits.shape}") from None
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean", pos_weight=None):
+    """torch.nn.functional.binary_cross_entropy_with_logits: sigmoid + binary
+    cross-entropy in one stable formula, targets in [0, 1] of the logits' shape,
+    pos_weight (C,) over the last axis weighting the positive term."""
+    op = "binary_cross_entropy_with_logits"
+    logits, target = _float_array(op, "logits", logits), _float_array(op, "target", target)
+    out = _reduced_out(logits, reduction, logits.shape)
+    _C.binary_cross_entropy_with_logits(logits, target, _pos_weight(op, pos_weight, logits), out, reduction)
+    return out if _per_item(reduction) else float(out)
+
+
+def binary_cross_entropy_with_logits_backward(logits, target, reduction="mean", pos_weight=None, grad=1.0):
+    """d/dlogits * grad = ((1 - t) - l * sigmoid(-x)) * grad, l = 1 + (pos_weight - 1) t
+    (/ logits.size for "mean"); without pos_weight, sigmoid(x) - t."""
+    op = "binary_cross_entropy_with_logits_backward"
+    logits, target = _float_array(op, "logits", logits), _float_array(op, "target", target)
+    dout = _upstream(op, grad, logits.dtype, reduction, logits.shape)
+    dlogits = np.empty(logits.shape, dtype=logits.dtype)
+    _C.binary_cross_entropy_with_logits_backward(logits, target, _pos_weight(op, pos_weight, logits), dout,
+                                                 dlogits, reduction)
+    return dlogits
+
+
+def _margin_args(op, x, labels, p, margin, weight):
+    x, labels = _float_array(op, "x", x), _labels(op, labels)
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
+        raise TypeError(f"[{op}] p must be the integer 1 or 2, got {p!r}")
+    if weight is not None:
+        weight = _float_array(op, "weight", weight)
+    return x, labels, int(p), _real(op, "margin", margin), weight
+
+
+def _single_label(op, labels):
+    """The label of an unbatched (C,) input: one integer, as shape (1,)."""
+    if labels.size != 1:
+        raise ValueError(f"[{op}] x is one row (C,), so labels must be a single label, got shape {labels.shape}")
+    return labels.reshape(1)
+
+
+def multi_margin(x, labels, reduction="mean", p=1, margin=1.0, weight=None):
+    """Multi-class hinge loss, torch.nn.functional.multi_margin_loss: per row,
+    sum over j != y of weight[y] * max(0, margin - x[y] + x[j])^p / C. x (N, C) or
+    (C,) with a single label."""
+    op = "multi_margin"
+    x, labels, p, margin, weight = _margin_args(op, x, labels, p, margin, weight)
+    single = x.ndim == 1
+    if single:
+        x, labels = x[None], _single_label(op, labels)
+    out = _reduced_out(x, reduction, x.shape[:1])
+    _C.multi_margin(x, labels, weight, out, reduction, p, margin)
+    if single and _per_item(reduction):
+        return out.reshape(())
+    return out if _per_item(reduction) else float(out)
+
+
+def multi_margin_backward(x, labels, reduction="mean", p=1, margin=1.0, weight=None, grad=1.0):
+    """d(multi_margin)/dx * grad: weight[y] p h^(p-1) / C at each j != y with a
+    positive hinge h, minus their sum at y (/ N for "mean")."""
+    op = "multi_margin_backward"
+    x, labels, p, margin, weight = _margin_args(op, x, labels, p, margin, weight)
+    shape = x.shape
+    if x.ndim == 1:
+        x, labels = x[None], _single_label(op, labels)
+        if isinstance(grad, np.ndarray):
+            grad = grad.reshape(1)
+    dout = _upstream(op, grad, x.dtype, reduction, x.shape[:1])
+    dx = np.empty(x.shape, dtype=x.dtype)
+    _C.multi_margin_backward(x, labels, weight, dout, dx, reduction, p, margin)
+    return dx.reshape(shape)
+
+
+# -- dropout ----------------------------------------------------------------------
+# The keep mask comes from a counter-based hash of (seed, element index) in the
+# kernel: one 64-bit seed drawn from `rng` per call reproduces the whole mask, for
+# any thread count and on either device.
+
+def _seed(op, rng):
+    """A 64-bit seed from rng: a numpy Generator, an int seed, or None (the global
+    generator that deepkern.manual_seed reseeds)."""
+    if rng is None:
+        from .nn import init
+        rng = init._rng(None)
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return int(rng) % 2 ** 64
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, 2 ** 63, dtype=np.int64))
+    raise TypeError(f"[{op}] rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def dropout(x, p=0.5, rng=None):
+    """Training-mode dropout, torch.nn.functional.dropout: each element is zeroed with
+    probability p and the others scaled by 1 / (1 - p). Returns (y, mask), mask a bool
+    array of kept elements, for dropout_backward."""
+    op = "dropout"
+    x = _float_array(op, "x", x)
+    p = _real(op, "p", p)
+    y, mask = np.empty(x.shape, dtype=x.dtype), np.empty(x.shape, dtype=np.bool_)
+    _C.dropout(x, y, mask, p, _seed(op, rng))
+    return y, mask
+
+
+def dropout_backward(dy, mask, p=0.5):
+    """dx = dy * mask / (1 - p)."""
+    op = "dropout_backward"
+    dy = _float_array(op, "dy", dy)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    _C.dropout_backward(dy, mask, dx, _real(op, "p", p))
+    return dx
+
+
 # -- optimizer steps ------------------------------------------------------------
 
 # Each step updates params and state arrays in place in one native call and
@@ -534,10 +657,14 @@ def _pair(op, name, v):
     def is_int(e):
         return isinstance(e, (int, np.integer)) and not isinstance(e, bool)
     if is_int(v):
-        return (int(v), int(v))
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(is_int(e) for e in v):
-        return (int(v[0]), int(v[1]))
-    raise TypeError(f"[{op}] {name} must be an int or a pair of ints, got {v!r}")
+        v = (int(v), int(v))
+    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(is_int(e) for e in v):
+        v = (int(v[0]), int(v[1]))
+    else:
+        raise TypeError(f"[{op}] {name} must be an int or a pair of ints, got {v!r}")
+    if not all(-2**63 <= e < 2**63 for e in v):  # the bindings take int64
+        raise ValueError(f"[{op}] {name} must fit in 64 bits, got {v}")
+    return v
 
 
 def _pool_window(op, kernel_size, stride, padding, dilation=1):
@@ -632,6 +759,58 @@ def global_avg_pool2d_backward(dy, input_shape):
     return dx
 
 
+# -- convolution ------------------------------------------------------------------
+# x is (N, C, H, W) or unbatched (C, H, W), w (K, C / groups, kH, kW), as torch;
+# stride, padding and dilation an int or an (h, w) pair, padding also "same" or
+# "valid". The bindings check every rule torch checks and compute the output
+# shape (_C.conv2d_output_shape), "same"'s asymmetric padding included.
+
+def _conv_args(op, stride, padding, dilation, groups):
+    """(stride, padding, dilation, groups, same) as the bindings take them."""
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"[{op}] padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+        pad, same = (0, 0), padding == "same"
+    else:
+        pad, same = _pair(op, "padding", padding), False
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"[{op}] groups must be an int, got {groups!r}")
+    if not 1 <= groups < 2**63:
+        raise ValueError(f"[{op}] groups must be >= 1, got {groups}")
+    return _pair(op, "stride", stride), pad, _pair(op, "dilation", dilation), int(groups), same
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """torch.nn.functional.conv2d (a cross-correlation): x (N, C, H, W) or (C, H, W),
+    w (K, C / groups, kH, kW), b (K,) or None -> y (N, K, oH, oW) or (K, oH, oW).
+
+    padding: an int, an (h, w) pair, "valid" (0) or "same" (stride 1; output size =
+    input size, the odd padding of an even dilated kernel at the bottom / right, as torch).
+    """
+    op = "conv2d"
+    x, w = _float_array(op, "x", x), _float_array(op, "w", w)
+    if b is not None:
+        b = _float_array(op, "b", b)
+    args = _conv_args(op, stride, padding, dilation, groups)
+    y = np.empty(_C.conv2d_output_shape(op, x.shape, w.shape, *args), dtype=_out_dtype(x))
+    _C.conv2d(x, w, b, y, *args)
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True):
+    """Gradients of conv2d: (dx, dw, db) with the shapes of x, w and the bias (K,);
+    db is None when bias=False. dy has the forward output's shape."""
+    op = "conv2d_backward"
+    dy, x, w = (_float_array(op, n, v) for n, v in (("dy", dy), ("x", x), ("w", w)))
+    args = _conv_args(op, stride, padding, dilation, groups)
+    _C.conv2d_output_shape(op, x.shape, w.shape, *args)  # x and w checked before anything is allocated
+    dt = _out_dtype(dy)
+    dx, dw = np.empty(x.shape, dtype=dt), np.empty(w.shape, dtype=dt)
+    db = np.empty(w.shape[:1], dtype=dt) if bias else None
+    _C.conv2d_backward(dy, x, w, dx, dw, db, *args)
+    return dx, dw, db
+
+
 # -- batch norm -----------------------------------------------------------------
 
 def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
@@ -678,3 +857,160 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
         dweight, dbias = np.empty(x.shape[1], dtype=dt), np.empty(x.shape[1], dtype=dt)
     _C.batch_norm_backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, bool(training))
     return dx, dweight, dbias
+
+
+# -- recurrent: LSTM and GRU -----------------------------------------------------
+# PyTorch's gate order and weight shapes: w_ih (G * H, I), w_hh (G * H, H), b_ih,
+# b_hh (G * H,) or None, with G = 4 for LSTM (gates i, f, g, o) and 3 for GRU
+# (r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h).
+#
+# Cells, one step (x (B, I), states (B, H)):
+#   lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh) -> (h_new, c_new, cache)
+#   lstm_cell_backward(dh_new, dc_new, cache) -> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)
+#   gru_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> (h_new, cache)
+#   gru_cell_backward(dh_new, cache) -> (dx, dh, dw_ih, dw_hh, db_ih, db_hh)
+# Sequences, one layer over all T steps in one native call (x (T, B, I),
+# time-major; initial states (B, H)): the input projection of every step is one
+# GEMM before the recurrence, the weight gradients one GEMM after it.
+#   lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh) -> (y, h_n, c_n, cache), y (T, B, H) the
+#       hidden state after each step, h_n = y[-1] and c_n the final states
+#   lstm_backward(dy, dh_n, dc_n, cache) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+#   gru(x, h0, w_ih, w_hh, b_ih, b_hh) -> (y, h_n, cache)
+#   gru_backward(dy, dh_n, cache) -> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)
+# Initial states, biases and incoming gradients may be None (zeros; no bias);
+# db_ih / db_hh are None where the forward had no such bias. The cache is an
+# RnnCache: what backward needs (the inputs, by reference, not copied, and the
+# activated gates), so the inputs must not be changed in place in between.
+
+class RnnCache:
+    """What an LSTM or GRU forward saved for its backward: the op, the inputs x,
+    h0, c0, w_ih, w_hh (by reference), the states after each step (hs, cs), the
+    activated gates (LSTM: i, f, g, o; GRU: r, z, n and hn = W_hn h + b_hn) and
+    which biases there were."""
+    __slots__ = ("op", "x", "h0", "c0", "w_ih", "w_hh", "hs", "cs", "gates", "has_b_ih", "has_b_hh")
+
+    def __init__(self, op, x, h0, c0, w_ih, w_hh, hs, cs, gates, has_b_ih, has_b_hh):
+        self.op, self.x, self.h0, self.c0, self.w_ih, self.w_hh = op, x, h0, c0, w_ih, w_hh
+        self.hs, self.cs, self.gates, self.has_b_ih, self.has_b_hh = hs, cs, gates, has_b_ih, has_b_hh
+
+    def __repr__(self):
+        return f"RnnCache({self.op}, x={self.x.shape}, hidden={self.w_hh.shape[1]}, dtype={self.x.dtype})"
+
+
+def _rnn_dims(x, w_ih, gates, cell):
+    """(T, B, I, H) for allocating outputs; 0 where an argument is malformed, which
+    the binding then reports by name before it looks at any output."""
+    want = 2 if cell else 3
+    t, b, i = ((1,) + x.shape if cell else x.shape) if x.ndim == want else (0, 0, 0)
+    h = w_ih.shape[0] // gates if isinstance(w_ih, np.ndarray) and w_ih.ndim == 2 else 0
+    return t, b, i, h
+
+
+def _rnn_empty(op, shape, dtype):
+    """An output of x's sizes; numpy's "array is too big" becomes the op's ValueError."""
+    try:
+        return np.empty(shape, dtype=dtype)
+    except ValueError:
+        raise ValueError(f"[{op}] an output of shape {shape} (from x and w_ih) overflows the address space") from None
+
+
+def _rnn_state(op, name, s, x, b, h):
+    """An initial state, or zeros (B, H) of x's dtype for None."""
+    return np.zeros((b, h), dtype=_out_dtype(x)) if s is None else _float_array(op, name, s)
+
+
+def _rnn_forward(op, gates, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    cell = op.endswith("_cell")
+    names = ("h", "c") if cell else ("h0", "c0")
+    x = _float_array(op, "x", x)
+    w_ih, w_hh = _float_array(op, "w_ih", w_ih), _float_array(op, "w_hh", w_hh)
+    b_ih = None if b_ih is None else _float_array(op, "b_ih", b_ih)
+    b_hh = None if b_hh is None else _float_array(op, "b_hh", b_hh)
+    t, b, _, h = _rnn_dims(x, w_ih, gates, cell)
+    h0 = _rnn_state(op, names[0], h0, x, b, h)
+    lead = (b,) if cell else (t, b)
+    dt = _out_dtype(x)
+    hs = _rnn_empty(op, lead + (h,), dt)
+    g = _rnn_empty(op, lead + (4 * h,), dt)
+    if gates == 4:
+        c0 = _rnn_state(op, names[1], c0, x, b, h)
+        cs = _rnn_empty(op, lead + (h,), dt)
+        getattr(_C, op)(x, h0, c0, w_ih, w_hh, b_ih, b_hh, hs, cs, g)
+    else:
+        cs = None
+        getattr(_C, op)(x, h0, w_ih, w_hh, b_ih, b_hh, hs, g)
+    return hs, cs, RnnCache(op, x, h0, c0, w_ih, w_hh, hs, cs, g, b_ih is not None, b_hh is not None)
+
+
+def _rnn_backward(op, dy, dh_n, dc_n, cache):
+    fwd = op.removesuffix("_backward")
+    if not isinstance(cache, RnnCache) or cache.op != fwd:
+        raise TypeError(f"[{op}] cache must be the RnnCache that {fwd} returned, got "
+                        f"{cache if isinstance(cache, RnnCache) else type(cache).__name__}")
+    c = cache
+    dt = c.x.dtype
+    dx = np.empty(c.x.shape, dtype=dt)
+    dh0 = np.empty(c.h0.shape, dtype=dt)
+    dw_ih, dw_hh = np.empty(c.w_ih.shape, dtype=dt), np.empty(c.w_hh.shape, dtype=dt)
+    db_ih = np.empty(c.w_ih.shape[:1], dtype=dt) if c.has_b_ih else None
+    db_hh = np.empty(c.w_ih.shape[:1], dtype=dt) if c.has_b_hh else None
+    grads = (dw_ih, dw_hh, db_ih, db_hh)
+    if c.cs is not None:  # LSTM
+        dc0 = np.empty(c.c0.shape, dtype=dt)
+        getattr(_C, op)(dy, dh_n, dc_n, c.x, c.h0, c.c0, c.w_ih, c.w_hh, c.hs, c.cs, c.gates, dx, dh0, dc0, *grads)
+        return (dx, dh0, dc0) + grads
+    getattr(_C, op)(dy, dh_n, c.x, c.h0, c.w_ih, c.w_hh, c.hs, c.gates, dx, dh0, *grads)
+    return (dx, dh0) + grads
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step (torch.nn.LSTMCell's math): x (B, I), h, c (B, H) or None (zeros)
+    -> (h_new, c_new, cache); gates i, f, g, o = x w_ih^T + b_ih + h w_hh^T + b_hh,
+    c_new = sigmoid(f) c + sigmoid(i) tanh(g), h_new = sigmoid(o) tanh(c_new)."""
+    h_new, c_new, cache = _rnn_forward("lstm_cell", 4, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    return h_new, c_new, cache
+
+
+def lstm_cell_backward(dh_new, dc_new, cache):
+    """Gradients of lstm_cell from dh_new, dc_new (B, H) (either may be None: zero):
+    (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh), db_* None where the forward had no bias."""
+    return _rnn_backward("lstm_cell_backward", dh_new, None, dc_new, cache)
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One GRU step (torch.nn.GRUCell's math): x (B, I), h (B, H) or None (zeros) -> (h_new, cache)."""
+    h_new, _, cache = _rnn_forward("gru_cell", 3, x, h, None, w_ih, w_hh, b_ih, b_hh)
+    return h_new, cache
+
+
+def gru_cell_backward(dh_new, cache):
+    """Gradients of gru_cell from dh_new (B, H): (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+    return _rnn_backward("gru_cell_backward", dh_new, None, None, cache)
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM layer over a whole sequence: x (T, B, I), h0, c0 (B, H) or None (zeros)
+    -> (y, h_n, c_n, cache), y (T, B, H) the hidden state after every step."""
+    y, cs, cache = _rnn_forward("lstm", 4, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if y.shape[0] == 0:
+        return y, cache.h0.copy(), cache.c0.copy(), cache
+    return y, y[-1].copy(), cs[-1].copy(), cache
+
+
+def lstm_backward(dy, dh_n, dc_n, cache):
+    """Backward through time of lstm from dy (T, B, H), the gradient of y, and dh_n,
+    dc_n (B, H), those of the final states (each may be None: zero):
+    (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+    return _rnn_backward("lstm_backward", dy, dh_n, dc_n, cache)
+
+
+def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One GRU layer over a whole sequence: x (T, B, I), h0 (B, H) or None -> (y, h_n, cache)."""
+    y, _, cache = _rnn_forward("gru", 3, x, h0, None, w_ih, w_hh, b_ih, b_hh)
+    return y, (y[-1].copy() if y.shape[0] else cache.h0.copy()), cache
+
+
+def gru_backward(dy, dh_n, cache):
+    """Backward through time of gru from dy (T, B, H) and dh_n (B, H) (each may be None):
+    (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    return _rnn_backward("gru_backward", dy, dh_n, None, cache)

@@ -5,7 +5,7 @@ gives its float64 reference from tests/reference.py (see tests/harness.py).
 Entries whose op does not exist yet are skipped with that reason. One module
 per family; a new family is one more module, imported here.
 """
-from . import activation, batchnorm, gemm, loss, optim, pool  # noqa: F401  (they fill SPECS)
+from . import activation, batchnorm, conv, dropout, gemm, loss, optim, pool, rnn  # noqa: F401  (they fill SPECS)
 from .common import SPECS
 
 

@@ -111,3 +111,93 @@ entry(OpSpec(
     scale=lambda c: 4.0,
     big=({"d0": 32, "d1": 40, "d2": 150}, {"ndim": 3}),
 ))
+
+
+def _bce_make(c, gen, backward=False):
+    shape = any_shape(c)
+    c.add("logits", random(gen, shape, c.dtype, 3), ("...",))
+    c.add("target", np.asarray(gen.uniform(0, 1, shape), dtype=c.dtype), ("...",))
+    if c.opt["pos_weight"]:
+        k = shape[-1] if shape else 1
+        c.add("pos_weight", np.asarray(gen.uniform(0.5, 2, k), dtype=c.dtype), None)
+    if backward:
+        _grad(c, gen, ("...",), shape)
+
+
+def _bce_check(c, more=lambda c: None):
+    w, x = c.arrays.get("pos_weight"), c.arrays["logits"]
+    if isinstance(w, np.ndarray) and isinstance(x, np.ndarray) and w.shape not in ((), (1,), x.shape[-1:]):
+        return ValueError, ("pos_weight",)
+    return more(c)
+
+
+_BCE_OPTIONS = dict(_MSE_OPTIONS, pos_weight=[False, True])
+entry(OpSpec(
+    name="binary_cross_entropy_with_logits", dims=dict(ANY_SHAPE), options=_BCE_OPTIONS, make=_bce_make,
+    check=_bce_check, bad_options=_BAD_REDUCTION,
+    call=lambda ops, c: (_reduced(c, ops.binary_cross_entropy_with_logits(
+        c.arrays["logits"], c.arrays["target"], c.opt["reduction"], c.arrays.get("pos_weight"))),),
+    ref=lambda c: (ref.binary_cross_entropy_with_logits(c.arrays["logits"], c.arrays["target"], c.opt["reduction"],
+                                                        c.arrays.get("pos_weight")),),
+    scale=lambda c: 8.0,
+    big=({"d0": 32, "d1": 40, "d2": 150}, {"ndim": 3}),
+))
+entry(OpSpec(
+    name="binary_cross_entropy_with_logits_backward", dims=dict(ANY_SHAPE),
+    options=dict(_BCE_OPTIONS, grad=_LOSS_OPTIONS["grad"]), make=lambda c, gen: _bce_make(c, gen, True),
+    check=lambda c: _bce_check(c, _grad_check), bad_options=_BAD_REDUCTION,
+    call=lambda ops, c: (ops.binary_cross_entropy_with_logits_backward(
+        c.arrays["logits"], c.arrays["target"], c.opt["reduction"], c.arrays.get("pos_weight"),
+        c.arrays.get("grad", c.opt["grad"])),),
+    ref=lambda c: (ref.binary_cross_entropy_with_logits_backward(
+        c.arrays["logits"], c.arrays["target"], c.opt["reduction"], c.arrays.get("pos_weight"), _grad_value(c)),),
+    scale=lambda c: 4.0,
+    big=({"d0": 32, "d1": 40, "d2": 150}, {"ndim": 3}),
+))
+
+
+def _margin_make(c, gen, backward=False):
+    _ce_make(c, gen, backward)
+    c.arrays["x"] = c.arrays.pop("logits")
+    c.shapes["x"] = c.shapes.pop("logits")
+    if c.opt["weighted"]:
+        c.add("weight", np.asarray(gen.uniform(0.1, 2, c.dims["c"]), dtype=c.dtype), ("c",))
+
+
+def _margin_labels_check(c):
+    labels, x = c.arrays["labels"], c.arrays["x"]
+    if labels.dtype.kind in "iu" and labels.size and (labels.min() < 0 or labels.max() >= x.shape[-1]):
+        return ValueError, ("labels",)
+    return None
+
+
+def _margin_ref(c, backward):
+    x, labels, r, o = c.arrays["x"], c.arrays["labels"], c.opt["reduction"], c.opt
+    if x.shape[-1] == 0:
+        return np.zeros(x.shape) if backward else {"mean": np.nan, "sum": 0.0, "none": np.zeros(0)}[r]
+    if backward:
+        return ref.multi_margin_backward(x, labels, r, o["p"], 1.0, c.arrays.get("weight"), _grad_value(c))
+    return ref.multi_margin(x, labels, r, o["p"], 1.0, c.arrays.get("weight"))
+
+
+_MARGIN_OPTIONS = {"reduction": _LOSS_OPTIONS["reduction"], "p": [1, 2], "weighted": [False, True]}
+_BAD_P = [("p", 3, ValueError, ("p",))]
+entry(OpSpec(
+    name="multi_margin", dims={"n": (0, 33), "c": (0, 40)}, options=_MARGIN_OPTIONS,
+    make=_margin_make, check=_margin_labels_check, bad_options=_BAD_REDUCTION + _BAD_P,
+    call=lambda ops, c: (_reduced(c, ops.multi_margin(c.arrays["x"], c.arrays["labels"], c.opt["reduction"],
+                                                      c.opt["p"], 1.0, c.arrays.get("weight"))),),
+    ref=lambda c: (_margin_ref(c, False),),
+    scale=lambda c: 16.0,
+    big=({"n": 2048, "c": 100}, {}),
+))
+entry(OpSpec(
+    name="multi_margin_backward", dims={"n": (0, 33), "c": (0, 40)},
+    options=dict(_MARGIN_OPTIONS, grad=_LOSS_OPTIONS["grad"]), make=lambda c, gen: _margin_make(c, gen, True),
+    check=lambda c: _grad_check(c, _margin_labels_check), bad_options=_BAD_REDUCTION + _BAD_P,
+    call=lambda ops, c: (ops.multi_margin_backward(c.arrays["x"], c.arrays["labels"], c.opt["reduction"], c.opt["p"],
+                                                   1.0, c.arrays.get("weight"), c.arrays.get("grad", c.opt["grad"])),),
+    ref=lambda c: (_margin_ref(c, True),),
+    scale=lambda c: 4.0,
+    big=({"n": 2048, "c": 100}, {}),
+))

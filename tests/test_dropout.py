@@ -1,0 +1,110 @@
+"""Dropout: the native counter-based kernel (ops.dropout / dropout_backward) and the
+Dropout module. The mask is random, so the checks are: y and dx follow from the
+returned mask exactly; the kept fraction is 1 - p within a binomial bound; the mask
+depends on the seed alone (not on the thread count); torch's edge cases (p = 0, p = 1,
+NaN inputs). Run under each ISA with DEEPKERN_ISA=generic / avx2."""
+import numpy as np
+import pytest
+
+import deepkern
+import reference as ref
+from deepkern import _C, nn, ops
+from helpers import DTYPES, assert_close, rng
+
+SHAPES = [(1,), (7,), (3, 5), (17, 33), (2, 3, 65), (300_001,)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_follows_its_mask(shape, p, dtype):
+    x = rng(1).standard_normal(shape).astype(dtype)
+    y, mask = ops.dropout(x, p, rng=123)
+    assert y.shape == shape and y.dtype == dtype and mask.shape == shape and mask.dtype == np.bool_
+    assert_close(y, ref.dropout(x, mask, p), dtype)
+    dy = rng(2).standard_normal(shape).astype(dtype)
+    assert_close(ops.dropout_backward(dy, mask, p), ref.dropout(dy, mask, p), dtype)
+    if p == 0.0:
+        assert mask.all()
+    if p == 1.0:
+        assert not mask.any() and not y.any()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_dropout_keeps_one_minus_p(p):
+    n = 1_000_000
+    _, mask = ops.dropout(np.ones(n, np.float32), p, rng=np.random.default_rng(5))
+    kept = mask.mean()
+    assert abs(kept - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)  # 5 sigma of a binomial
+    # neighbours independent: pairs of adjacent elements both kept (1 - p)^2 of the time
+    both = (mask[:-1] & mask[1:]).mean()
+    assert abs(both - (1 - p) ** 2) < 5 * np.sqrt((1 - p) ** 2 / n)
+
+
+def test_dropout_mask_depends_on_the_seed_only():
+    x = rng(3).standard_normal(200_000).astype(np.float32)
+    threads = _C.get_num_threads()
+    try:
+        masks = []
+        for n in (1, 2, 3):
+            _C.set_num_threads(n)
+            masks.append(ops.dropout(x, 0.3, rng=42)[1])
+    finally:
+        _C.set_num_threads(threads)
+    assert all(np.array_equal(masks[0], m) for m in masks[1:])
+    assert not np.array_equal(masks[0], ops.dropout(x, 0.3, rng=43)[1])
+    a = ops.dropout(x, 0.3, rng=np.random.default_rng(9))[1]
+    assert np.array_equal(a, ops.dropout(x, 0.3, rng=np.random.default_rng(9))[1])
+    deepkern.manual_seed(4)
+    b = ops.dropout(x, 0.3)[1]
+    deepkern.manual_seed(4)
+    assert np.array_equal(b, ops.dropout(x, 0.3)[1])
+
+
+def test_dropout_nan_and_empty_as_torch():
+    x = np.full(1000, np.nan, np.float32)
+    y, mask = ops.dropout(x, 0.5, rng=1)
+    assert np.isnan(y).all()  # x * 0 for dropped elements, as torch
+    y, mask = ops.dropout(np.empty((0, 3)), 0.5, rng=1)
+    assert y.shape == (0, 3) and mask.shape == (0, 3)
+
+
+def test_dropout_errors():
+    x = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"\[dropout\] p must be a probability in \[0, 1\]"):
+        ops.dropout(x, 1.5)
+    with pytest.raises(TypeError, match=r"\[dropout\] x must be float32 or float64, got int64"):
+        ops.dropout(np.ones(4, np.int64), 0.5)
+    with pytest.raises(TypeError, match=r"\[dropout\] rng must be a numpy Generator, an int seed or None"):
+        ops.dropout(x, 0.5, rng="seed")
+    with pytest.raises(TypeError, match=r"\[dropout_backward\] mask must be a bool \(or integer\) array, got float32"):
+        ops.dropout_backward(x, x, 0.5)
+    with pytest.raises(ValueError, match=r"\[dropout_backward\] mask must have shape \(4,\), got \(3,\)"):
+        ops.dropout_backward(x, np.ones(3, bool), 0.5)
+    mask = np.ones(8, bool)[::2]  # a strided mask is only read: copied, accepted
+    assert_close(ops.dropout_backward(x, mask, 0.5), 2 * x, np.float32)
+
+
+def test_dropout_module():
+    gen = np.random.default_rng(0)
+    m = nn.Dropout(0.25, rng=np.random.default_rng(7))
+    x = gen.standard_normal((64, 32))
+    y = m(x)
+    mask = y != 0
+    assert_close(y, ref.dropout(x, mask, 0.25), np.float64)
+    dy = gen.standard_normal(x.shape)
+    assert_close(m.backward(dy), ref.dropout(dy, mask, 0.25), np.float64)
+    m.eval()
+    assert m(x) is x and m.backward(dy) is dy
+    assert "p=0.25" in repr(m)
+    with pytest.raises(ValueError, match=r"\[Dropout\] p must be a probability"):
+        nn.Dropout(-0.1)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
+def test_dropout_mask_is_the_documented_stream(p):
+    """The mask is core/random.h's SplitMix64 stream, recomputed here in numpy: the
+    CUDA kernel and any reimplementation can reproduce it from the seed."""
+    seed = 0xDEADBEEF12345
+    _, mask = ops.dropout(np.zeros((37, 41)), p, rng=seed)
+    assert np.array_equal(mask, ref.dropout_mask(seed, (37, 41), p))
