@@ -7,8 +7,6 @@ applies them to whatever shapes a mutation left.
 """
 import math
 
-import numpy as np
-
 import reference as ref
 from harness import OpSpec, random
 
