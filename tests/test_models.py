@@ -7,12 +7,6 @@ import pytest
 import deepkern
 from deepkern import gradcheck, models, nn, optim, train
 
-needs_conv = pytest.mark.skipif(not hasattr(nn, "Conv2d"), reason="deepkern.nn.Conv2d is not in this build yet")
-needs_block = pytest.mark.skipif(not (hasattr(nn, "Conv2d") and hasattr(nn, "BasicBlock")),
-                                 reason="deepkern.nn.Conv2d / BasicBlock are not in this build yet")
-needs_lstm = pytest.mark.skipif(not hasattr(nn, "LSTM"), reason="deepkern.nn.LSTM is not in this build yet")
-needs_gru = pytest.mark.skipif(not hasattr(nn, "GRU"), reason="deepkern.nn.GRU is not in this build yet")
-
 
 def x_of(shape, seed=0, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
@@ -42,7 +36,6 @@ def test_mlp_and_logistic_regression():
         models.mlp(0, 3)
 
 
-@pytest.mark.skipif(not hasattr(nn, "Dropout"), reason="deepkern.nn.Dropout is not in this build yet")
 def test_mlp_dropout():
     m = models.mlp(8, 3, hidden=(16,), dropout=0.5)
     assert any(isinstance(layer, nn.Dropout) for layer in m)
@@ -51,7 +44,6 @@ def test_mlp_dropout():
     assert np.array_equal(m(x), m(x))
 
 
-@needs_conv
 @pytest.mark.parametrize("size, flat", [(8, 64), (28, 400), (32, 400)])
 def test_lenet5_adapts_to_the_input_size(size, flat):
     m = models.lenet5(1, 10, input_size=size)
@@ -60,7 +52,6 @@ def test_lenet5_adapts_to_the_input_size(size, flat):
     same_init(lambda seed: models.lenet5(1, 10, input_size=8, seed=seed))
 
 
-@needs_conv
 def test_lenet5_and_vgg_gradients():
     m = models.lenet5(1, 4, input_size=8)
     assert gradcheck(m, [x_of((2, 1, 8, 8), dtype=np.float64)], max_elements=20)
@@ -69,7 +60,6 @@ def test_lenet5_and_vgg_gradients():
     assert gradcheck(v, [x_of((3, 2, 4, 4), dtype=np.float64)], max_elements=15)
 
 
-@needs_block
 def test_resnet():
     m = models.resnet(8, in_channels=3, num_classes=10, width=4)
     blocks = [layer for layer in m if isinstance(layer, nn.BasicBlock)]
@@ -82,7 +72,6 @@ def test_resnet():
         models.resnet(10)
 
 
-@needs_lstm
 def test_lstm_classifier():
     m = models.lstm_classifier(8, hidden_size=12, num_classes=10)
     assert [n for n, _ in m.named_parameters()] == ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0",
@@ -92,14 +81,12 @@ def test_lstm_classifier():
     assert gradcheck(models.lstm_classifier(4, 5, 3, num_layers=2), [x_of((3, 6, 4), dtype=np.float64)])
 
 
-@needs_gru
 def test_gru_classifier():
     m = models.gru_classifier(8, hidden_size=12, num_classes=10)
     assert m(x_of((3, 8, 8))).shape == (3, 10)
     assert gradcheck(models.gru_classifier(4, 5, 3), [x_of((3, 6, 4), dtype=np.float64)])
 
 
-@needs_lstm
 def test_recurrent_classifier_needs_batch_first():
     with pytest.raises(ValueError, match="batch_first"):
         models.RecurrentClassifier(nn.LSTM(4, 5), 3)
@@ -111,7 +98,6 @@ def test_missing_layers_are_a_clear_error(monkeypatch):
         models.lenet5()
 
 
-@needs_lstm
 def test_lstm_learns_digits_rows():
     """A short run on the rows of scikit-learn's digits (the CLI's lstm target is longer)."""
     pytest.importorskip("sklearn")
