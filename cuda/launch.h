@@ -69,4 +69,10 @@ inline unsigned grid_for(int64_t n, int block) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + block - 1) / block, 65536)));
 }
 
+// The first index and the stride of a grid-stride loop, in 64 bits.
+__device__ __forceinline__ int64_t first_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
 }  // namespace dk::cuda

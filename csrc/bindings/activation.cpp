@@ -82,18 +82,6 @@ struct GpuArrays {
 };
 #endif
 
-// True when the call's arrays are CUDA arrays (the first one decides, the
-// others must agree); TypeError without a CUDA build.
-bool on_gpu(const char* op, std::initializer_list<std::pair<const char*, py::handle>> arrays) {
-  const auto first = *arrays.begin();
-  const bool cuda = is_cuda_array(first.second);
-  for (auto [name, h] : arrays) check_same_device(op, name, h, cuda, first.first);
-#ifndef DK_WITH_CUDA
-  if (cuda) type_error(op, std::string(first.first) + " is a CUDA array, but deepkern was built without CUDA");
-#endif
-  return cuda;
-}
-
 void activation(Activation kind, py::handle x, py::handle y, double alpha, double threshold) {
   const char* op = activation_name(kind);
   check_coef(op, kind, alpha);
