@@ -61,3 +61,38 @@ def assert_grad(analytic, f, x, eps=1e-6, rtol=1e-6, atol=1e-7, name="grad"):
 def torch_or_skip():
     """torch, the second oracle; tests that need it skip with a reason where it is absent."""
     return pytest.importorskip("torch", reason="PyTorch is not installed: the second oracle is skipped")
+
+
+# -- GPU ---------------------------------------------------------------------------
+# GPU tests run the CUDA kernels on CuPy arrays and compare them with the CPU
+# kernel and the float64 reference; they skip, with the reason, where there is
+# no CUDA build, no GPU or no CuPy.
+
+def _gpu_skip_reason():
+    import deepkern
+    if not deepkern.cuda.is_built():
+        return "deepkern was built without CUDA"
+    if deepkern.cuda.device_count() == 0:
+        return "no GPU on this machine"
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed (the GPU tests use CuPy arrays)"
+    return None
+
+
+_GPU_SKIP = _gpu_skip_reason()
+requires_gpu = pytest.mark.skipif(_GPU_SKIP is not None, reason=f"GPU test: {_GPU_SKIP}")
+
+
+def to_gpu(a):
+    """A numpy array (or None) as a CuPy array of the same dtype."""
+    import cupy
+    return None if a is None else cupy.asarray(a)
+
+
+def to_cpu(a):
+    """A CuPy array (or a tuple/list of them, or None) back as numpy."""
+    if isinstance(a, (tuple, list)):
+        return type(a)(to_cpu(v) for v in a)
+    return None if a is None or isinstance(a, (np.ndarray, int, float)) else a.get()
