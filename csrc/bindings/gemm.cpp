@@ -185,7 +185,7 @@ GemmCall check_gemm(const char* op, py::handle a_, py::handle b_, py::handle c_,
 int64_t ld_of(const CudaArray& a) { return std::max<int64_t>(a.shape[1], 1); }
 
 bool overlaps(const CudaArray& a, const CudaArray& b) {
-  if (a.size() == 0 || b.size() == 0) return false;
+  if (!a.data || !b.data || a.size() == 0 || b.size() == 0) return false;  // an absent optional array: no data
   auto bytes = [](const CudaArray& x) { return static_cast<std::uintptr_t>(x.size()) * (x.dtype == DType::f32 ? 4 : 8); };
   const auto lo_a = reinterpret_cast<std::uintptr_t>(a.data), lo_b = reinterpret_cast<std::uintptr_t>(b.data);
   return lo_a < lo_b + bytes(b) && lo_b < lo_a + bytes(a);
@@ -308,6 +308,7 @@ void bind_gemm(py::module_& m) {
 #endif
           return;
         }
+        (void)tf32;  // the CPU kernels have one, exact, path
         GemmCall g = check_gemm("gemm", a, b, c, trans_a, trans_b, alpha, beta);
         by_dtype(g.dtype, [&](auto tag) {
           using T = decltype(tag);
@@ -370,6 +371,7 @@ void bind_gemm(py::module_& m) {
 #endif
           return;
         }
+        (void)tf32;  // the CPU kernels have one, exact, path
         DType dt = float_dtype(op, "x", as_array(op, "x", x_));
         py::array y = output(op, "y", y_, dt);
         py::array x_arr = matrix_arg(op, "x", x_, dt), w_arr = matrix_arg(op, "w", w_, dt);
@@ -406,6 +408,7 @@ void bind_gemm(py::module_& m) {
 #endif
           return;
         }
+        (void)tf32;  // the CPU kernels have one, exact, path
         DType dt = float_dtype(op, "dy", as_array(op, "dy", dy_));
         const bool has_db = !db_.is_none();
         py::array dx = output(op, "dx", dx_, dt), dw = output(op, "dw", dw_, dt);
