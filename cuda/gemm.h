@@ -15,4 +15,13 @@ namespace dk::cuda {
 template <class T>
 void gemm(const GemmParams& p, const T* a, const T* b, T* c, std::uintptr_t stream, bool tf32 = false);
 
+// c[i][j] = v[j] for i < m, j < n (row stride ldc): a bias row before a gemm with beta = 1.
+template <class T>
+void broadcast_rows(int64_t m, int64_t n, const T* v, T* c, int64_t ldc, std::uintptr_t stream);
+
+// out[j] = sum over i of x[i * n + j], x (m, n) contiguous, in a fixed order
+// (deterministic): the bias gradient of linear. m == 0 gives zeros.
+template <class T>
+void sum_rows(int64_t m, int64_t n, const T* x, T* out, std::uintptr_t stream);
+
 }  // namespace dk::cuda

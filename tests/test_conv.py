@@ -10,7 +10,7 @@ import pytest
 import deepkern
 import reference as ref
 from deepkern import nn, ops
-from helpers import DTYPES, assert_close, assert_grad, randn, rng, torch_or_skip
+from helpers import DTYPES, assert_close, assert_grad, randn, requires_gpu, rng, to_cpu, to_gpu, torch_or_skip
 
 # (x shape, w shape, stride, padding, dilation, groups)
 CASES = [
@@ -80,17 +80,19 @@ def random_cases(count, seed):
     return out
 
 
-def check(case, dtype, gen, bias=True):
+def check(case, dtype, gen, bias=True, gpu=False):
+    """gpu: the same op on CuPy arrays (the CUDA kernels), results brought back."""
+    put, get = (to_gpu, to_cpu) if gpu else (lambda a: a, lambda a: a)
     x_shape, w_shape = case[:2]
     kw = _args(case)
     x, w = randn(gen, x_shape, dtype), randn(gen, w_shape, dtype)
     b = randn(gen, w_shape[:1], dtype) if bias else None
-    y = ops.conv2d(x, w, b, **kw)
+    y = get(ops.conv2d(put(x), put(w), put(b), **kw))
     sums = w_shape[1] * w_shape[2] * w_shape[3]
     assert y.dtype == dtype
     assert_close(y, ref.conv2d(x, w, b, **kw), dtype, scale=np.sqrt(sums))
     dy = randn(gen, y.shape, dtype)
-    dx, dw, db = ops.conv2d_backward(dy, x, w, **kw, bias=bias)
+    dx, dw, db = get(ops.conv2d_backward(put(dy), put(x), put(w), **kw, bias=bias))
     rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, **kw)
     assert_close(dx, rdx, dtype, scale=np.sqrt(sums * w_shape[0]), name="dx")
     per_channel = max(1, dy.size // w_shape[0])
@@ -354,3 +356,118 @@ def test_conv2d_module_gradients_match_finite_differences():
     assert_grad(dx, loss, x, name="Conv2d dx")
     assert_grad(m.weight.grad, loss, m.weight.data, name="Conv2d dweight")
     assert_grad(m.bias.grad, loss, m.bias.data, name="Conv2d dbias")
+
+
+def test_tf32_changes_nothing_on_the_cpu():
+    gen = rng(40)
+    x, w, b = randn(gen, (2, 4, 9, 8), np.float32), randn(gen, (6, 2, 3, 3), np.float32), randn(gen, (6,), np.float32)
+    y = ops.conv2d(x, w, b, padding=1, groups=2)
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, padding=1, groups=2, tf32=True), y)
+    dy = randn(gen, y.shape, np.float32)
+    for got, want in zip(ops.conv2d_backward(dy, x, w, padding=1, groups=2, tf32=True),
+                         ops.conv2d_backward(dy, x, w, padding=1, groups=2)):
+        np.testing.assert_array_equal(got, want)
+
+
+# -- CUDA arrays: the CPU path's checks and messages, before any GPU work ------------
+
+from test_activation import FakeCudaArray  # noqa: E402  (only the interface, never dereferenced)
+
+_GEOMETRY = ((1, 1), (0, 0), (1, 1), 1, False)
+
+
+def test_cuda_arrays_mixed_with_numpy_or_without_cuda_raise_type_error():
+    F = FakeCudaArray
+    x, w = np.zeros((2, 3, 6, 6), np.float32), np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(TypeError, match=r"\[conv2d\] w is a CUDA array but x is not"):
+        deepkern._C.conv2d(x, F((4, 3, 3, 3)), None, np.zeros((2, 4, 4, 4), np.float32), *_GEOMETRY)
+    with pytest.raises(TypeError, match=r"\[conv2d\] b is not a CUDA array but x is"):
+        deepkern._C.conv2d(F((2, 3, 6, 6)), F((4, 3, 3, 3)), np.zeros(4, np.float32), F((2, 4, 4, 4)), *_GEOMETRY)
+    with pytest.raises(TypeError, match=r"\[conv2d_backward\] db is a CUDA array but dy is not"):
+        deepkern._C.conv2d_backward(np.zeros((2, 4, 4, 4), np.float32), x, w, None, None, F((4,)), *_GEOMETRY)
+    if not deepkern._C.cuda_built:
+        with pytest.raises(TypeError, match="built without CUDA"):
+            deepkern._C.conv2d(F((2, 3, 6, 6)), F((4, 3, 3, 3)), None, F((2, 4, 4, 4)), *_GEOMETRY)
+
+
+@pytest.mark.skipif(not deepkern._C.cuda_built, reason="deepkern was built without CUDA: no CUDA argument checks")
+def test_cuda_arguments_get_the_cpu_messages():
+    F, C = FakeCudaArray, deepkern._C
+    with pytest.raises(ValueError, match=r"\[conv2d\] w has 2 input channels per group, x has 3"):
+        C.conv2d(F((2, 3, 6, 6)), F((4, 2, 3, 3)), None, F((2, 4, 4, 4)), *_GEOMETRY)
+    with pytest.raises(ValueError, match=r"\[conv2d\] y must have shape \(2, 4, 4, 4\), got \(2, 4, 4, 5\)"):
+        C.conv2d(F((2, 3, 6, 6)), F((4, 3, 3, 3)), None, F((2, 4, 4, 5)), *_GEOMETRY)
+    with pytest.raises(TypeError, match=r"\[conv2d\] b has dtype float64, expected float32"):
+        C.conv2d(F((2, 3, 6, 6)), F((4, 3, 3, 3)), F((4,), "<f8"), F((2, 4, 4, 4)), *_GEOMETRY)
+    with pytest.raises(ValueError, match=r"\[conv2d\] b must have shape \(4,\), got \(3,\)"):
+        C.conv2d(F((2, 3, 6, 6)), F((4, 3, 3, 3)), F((3,)), F((2, 4, 4, 4)), *_GEOMETRY)
+    with pytest.raises(ValueError, match=r"\[conv2d_backward\] dy must have shape \(2, 4, 4, 4\)"):
+        C.conv2d_backward(F((2, 4, 4, 3)), F((2, 3, 6, 6)), F((4, 3, 3, 3)), None, None, None, *_GEOMETRY)
+    with pytest.raises(ValueError, match=r"\[conv2d_backward\] dw must have shape \(4, 3, 3, 3\)"):
+        C.conv2d_backward(F((2, 4, 4, 4)), F((2, 3, 6, 6)), F((4, 3, 3, 3)), None, F((4, 3, 3, 2)), None, *_GEOMETRY)
+    ro = F((4,))
+    ro.__cuda_array_interface__["data"] = (0x1000, True)
+    with pytest.raises(ValueError, match=r"\[conv2d_backward\] db is written in place and must be writeable"):
+        C.conv2d_backward(F((2, 4, 4, 4)), F((2, 3, 6, 6)), F((4, 3, 3, 3)), None, None, ro, *_GEOMETRY)
+
+
+# -- CUDA: the kernels on CuPy arrays against the reference and the CPU kernels -------
+
+GPU_CASES = [
+    ((7, 128, 64, 64), (8, 128, 5, 5), 1, 2, 1, 1),        # workspace over its cap: several batch chunks
+    ((1, 96, 30, 30), (64, 96, 3, 3), 2, 1, 1, 1),         # batch 1, 128-wide GEMM tiles
+    ((3, 32, 17, 15), (32, 1, 3, 3), 1, 1, 1, 32),         # depthwise, odd planes
+    ((2, 16, 12, 12), (48, 1, 5, 5), 2, 2, 2, 16),         # depthwise, multiplier 3, stride, dilation
+    ((2, 64, 9, 9), (64, 2, 3, 3), 1, 1, 1, 32),           # many thin groups
+]
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES + GPU_CASES, ids=_ids)
+def test_gpu_matches_reference(case, dtype):
+    check(case, dtype, rng(1), gpu=True)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_random_configurations_match_reference(dtype):
+    gen = rng(41)
+    for case in random_cases(40, seed=42):
+        check(case, dtype, gen, bias=bool(gen.integers(0, 2)), gpu=True)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_results_are_deterministic(dtype):
+    gen = rng(43)
+    for case in [((6, 24, 20, 20), (32, 24, 3, 3), 1, 1, 1, 1), ((4, 12, 15, 15), (24, 1, 3, 3), 2, 1, 1, 12)]:
+        x, w, b = randn(gen, case[0], dtype), randn(gen, case[1], dtype), randn(gen, case[1][:1], dtype)
+        kw = _args(case)
+        y = ops.conv2d(to_gpu(x), to_gpu(w), to_gpu(b), **kw)
+        dy = to_gpu(randn(gen, y.shape, dtype))
+        first = to_cpu(ops.conv2d_backward(dy, to_gpu(x), to_gpu(w), **kw))
+        for _ in range(3):
+            for u, v in zip(to_cpu(ops.conv2d_backward(dy, to_gpu(x), to_gpu(w), **kw)), first):
+                np.testing.assert_array_equal(u, v)
+            np.testing.assert_array_equal(to_cpu(ops.conv2d(to_gpu(x), to_gpu(w), to_gpu(b), **kw)), to_cpu(y))
+
+
+@requires_gpu
+def test_gpu_tf32_is_close():
+    """TF32 rounds each input to 11 significant bits (relative error 2^-11), so each
+    product is off by at most about 2^-10 of its size: the bound is 2^-9 times the
+    sums of |products| (the same convolutions of |x|, |w| and |dy|)."""
+    gen = rng(44)
+    case = ((2, 16, 14, 13), (24, 8, 3, 3), 1, 1, 1, 2)
+    x, w, b = randn(gen, case[0], np.float32), randn(gen, case[1], np.float32), randn(gen, (24,), np.float32)
+    kw = _args(case)
+    y = to_cpu(ops.conv2d(to_gpu(x), to_gpu(w), to_gpu(b), **kw, tf32=True))
+    err = np.abs(y - ref.conv2d(x, w, b, **kw))
+    assert (err <= 2.0 ** -9 * ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw) + 1e-5).all()
+    dy = randn(gen, y.shape, np.float32)
+    got = to_cpu(ops.conv2d_backward(to_gpu(dy), to_gpu(x), to_gpu(w), **kw, tf32=True))
+    want = ref.conv2d_backward(dy, x, w, **kw)
+    mags = ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
+    for name, g, r, mag in zip(("dx", "dw", "db"), got, want, mags):
+        assert (np.abs(g - r) <= 2.0 ** -9 * mag + 1e-5).all(), name

@@ -4,12 +4,19 @@
 // torch's padding="same" (stride 1; total padding d * (k - 1) per axis, the
 // odd one out at the bottom / right), which then replaces `padding`.
 // Outputs are allocated by deepkern.ops with conv2d_output_shape and checked here.
+// numpy arrays run the CPU kernels, CUDA arrays (__cuda_array_interface__) the
+// CUDA ones on the stream of x (dy); both go through the same checks (Side).
 #include <pybind11/stl.h>
 
 #include <array>
 
 #include "bindings/common.h"
+#include "bindings/cuda_array.h"
 #include "cpu/conv.h"
+
+#ifdef DK_WITH_CUDA
+#include "cuda/conv.h"
+#endif
 
 namespace dk::bind {
 
@@ -18,12 +25,6 @@ namespace {
 using Pair = std::array<int64_t, 2>;
 
 std::string pair_str(const Pair& v) { return "(" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ")"; }
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "(";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + (s.size() == 1 ? ",)" : ")");
-}
 
 // One call's geometry, checked as torch checks it; `params` for the kernels.
 struct ConvCall {
@@ -87,6 +88,108 @@ struct ConvCall {
   }
 };
 
+// How each device's arrays are read and its kernels called; the checks in
+// conv2d / conv2d_backward are written once over a Side.
+struct CpuSide {
+  using Array = py::array;
+  static DType dtype(const char* op, const char* name, py::handle h) { return float_dtype(op, name, as_array(op, name, h)); }
+  static Array in(const char* op, const char* name, py::handle h, DType dt) { return input(op, name, h, dt); }
+  static Array out(const char* op, const char* name, py::handle h, DType dt) { return output(op, name, h, dt); }
+  static std::vector<int64_t> shape(const Array& a) { return shape_of(a); }
+  static std::uintptr_t stream(const Array&) { return 0; }
+  template <class T>
+  static const T* cptr(const Array& a) { return in_ptr<T>(a); }
+  template <class T>
+  static T* mptr(Array& a) { return out_ptr<T>(a); }
+  template <class T>
+  static void forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y, std::uintptr_t, bool) {
+    cpu::conv_kernels<T>().forward(p, x, w, b, y);
+  }
+  template <class T>
+  static void backward(const ConvParams& p, const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, std::uintptr_t,
+                       bool) {
+    const auto& k = cpu::conv_kernels<T>();
+    if (dx) k.backward_data(p, dy, w, dx);
+    if (dw || db) k.backward_weight(p, dy, x, dw, db);
+  }
+};
+
+#ifdef DK_WITH_CUDA
+struct GpuSide {
+  using Array = CudaArray;
+  static DType dtype(const char* op, const char* name, py::handle h) { return cuda_array(op, name, h).dtype; }
+  static Array in(const char* op, const char* name, py::handle h, DType dt) { return cuda_input(op, name, h, dt); }
+  static Array out(const char* op, const char* name, py::handle h, DType dt) { return cuda_output(op, name, h, dt); }
+  static std::vector<int64_t> shape(const Array& a) { return a.shape; }
+  static std::uintptr_t stream(const Array& a) { return a.stream; }
+  template <class T>
+  static const T* cptr(const Array& a) { return static_cast<const T*>(a.data); }
+  template <class T>
+  static T* mptr(Array& a) { return static_cast<T*>(a.data); }
+  template <class T>
+  static void forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y, std::uintptr_t s, bool tf32) {
+    cuda::conv_forward<T>(p, x, w, b, y, s, tf32);
+  }
+  template <class T>
+  static void backward(const ConvParams& p, const T* dy, const T* x, const T* w, T* dx, T* dw, T* db,
+                       std::uintptr_t s, bool tf32) {
+    if (dx) cuda::conv_backward_data<T>(p, dy, w, dx, s, tf32);
+    if (dw || db) cuda::conv_backward_weight<T>(p, dy, x, dw, db, s, tf32);
+  }
+};
+#endif
+
+template <class Side>
+void conv2d(py::handle x_, py::handle w_, py::handle b_, py::handle y_, const Pair& stride, const Pair& padding,
+            const Pair& dilation, int64_t groups, bool same, bool tf32) {
+  const char* op = "conv2d";
+  using Array = typename Side::Array;
+  DType dt = Side::dtype(op, "x", x_);
+  Array x = Side::in(op, "x", x_, dt), w = Side::in(op, "w", w_, dt);
+  ConvCall call(op, Side::shape(x), Side::shape(w), stride, padding, dilation, groups, same);
+  const bool has_b = !b_.is_none();
+  Array b = has_b ? Side::in(op, "b", b_, dt) : Array();
+  if (has_b) check_shape(op, "b", Side::shape(b), {call.params.k});
+  Array y = Side::out(op, "y", y_, dt);
+  check_shape(op, "y", Side::shape(y), call.y_shape);
+  by_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T *px = Side::template cptr<T>(x), *pw = Side::template cptr<T>(w);
+    const T* pb = has_b ? Side::template cptr<T>(b) : nullptr;
+    T* py_ = Side::template mptr<T>(y);
+    py::gil_scoped_release nogil;
+    Side::template forward<T>(call.params, px, pw, pb, py_, Side::stream(x), tf32);
+  });
+}
+
+template <class Side>
+void conv2d_backward(py::handle dy_, py::handle x_, py::handle w_, py::handle dx_, py::handle dw_, py::handle db_,
+                     const Pair& stride, const Pair& padding, const Pair& dilation, int64_t groups, bool same,
+                     bool tf32) {
+  const char* op = "conv2d_backward";
+  using Array = typename Side::Array;
+  DType dt = Side::dtype(op, "dy", dy_);
+  Array dy = Side::in(op, "dy", dy_, dt), x = Side::in(op, "x", x_, dt), w = Side::in(op, "w", w_, dt);
+  ConvCall call(op, Side::shape(x), Side::shape(w), stride, padding, dilation, groups, same);
+  check_shape(op, "dy", Side::shape(dy), call.y_shape);
+  const bool has_dx = !dx_.is_none(), has_dw = !dw_.is_none(), has_db = !db_.is_none();
+  Array dx = has_dx ? Side::out(op, "dx", dx_, dt) : Array();
+  Array dw = has_dw ? Side::out(op, "dw", dw_, dt) : Array();
+  Array db = has_db ? Side::out(op, "db", db_, dt) : Array();
+  if (has_dx) check_shape(op, "dx", Side::shape(dx), Side::shape(x));
+  if (has_dw) check_shape(op, "dw", Side::shape(dw), Side::shape(w));
+  if (has_db) check_shape(op, "db", Side::shape(db), {call.params.k});
+  by_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pdy = Side::template cptr<T>(dy), *px = Side::template cptr<T>(x), *pw = Side::template cptr<T>(w);
+    T* pdx = has_dx ? Side::template mptr<T>(dx) : nullptr;
+    T* pdw = has_dw ? Side::template mptr<T>(dw) : nullptr;
+    T* pdb = has_db ? Side::template mptr<T>(db) : nullptr;
+    py::gil_scoped_release nogil;
+    Side::template backward<T>(call.params, pdy, px, pw, pdx, pdw, pdb, Side::stream(dy), tf32);
+  });
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -102,59 +205,36 @@ void bind_conv(py::module_& m) {
 
   m.def(
       "conv2d",
-      [](py::handle x_, py::handle w_, py::handle b_, py::handle y_, Pair stride, Pair padding, Pair dilation,
-         int64_t groups, bool same) {
+      [](py::handle x, py::handle w, py::handle b, py::handle y, Pair stride, Pair padding, Pair dilation,
+         int64_t groups, bool same, bool tf32) {
         const char* op = "conv2d";
-        DType dt = float_dtype(op, "x", as_array(op, "x", x_));
-        py::array x = input(op, "x", x_, dt), w = input(op, "w", w_, dt);
-        ConvCall call(op, shape_of(x), shape_of(w), stride, padding, dilation, groups, same);
-        const bool has_b = !b_.is_none();
-        py::array b = has_b ? input(op, "b", b_, dt) : py::array();
-        if (has_b) check_shape(op, "b", b, {call.params.k});
-        py::array y = output(op, "y", y_, dt);
-        check_shape(op, "y", y, call.y_shape);
-        by_dtype(dt, [&](auto tag) {
-          using T = decltype(tag);
-          const T *px = in_ptr<T>(x), *pw = in_ptr<T>(w), *pb = has_b ? in_ptr<T>(b) : nullptr;
-          T* py_ = out_ptr<T>(y);
-          py::gil_scoped_release nogil;
-          cpu::conv_kernels<T>().forward(call.params, px, pw, pb, py_);
-        });
+        const bool gpu = on_gpu(op, {{"x", x}, {"w", w}, {"y", y}});
+        if (!b.is_none()) check_same_device(op, "b", b, gpu, "x");
+#ifdef DK_WITH_CUDA
+        if (gpu) return conv2d<GpuSide>(x, w, b, y, stride, padding, dilation, groups, same, tf32);
+#endif
+        conv2d<CpuSide>(x, w, b, y, stride, padding, dilation, groups, same, tf32);
       },
       py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::arg("same"),
-      "y = conv2d(x, w) + b in place (torch.nn.functional.conv2d); b may be None.");
+      py::arg("dilation"), py::arg("groups"), py::arg("same"), py::arg("tf32") = false,
+      "y = conv2d(x, w) + b in place (torch.nn.functional.conv2d); b may be None. numpy arrays run on the "
+      "CPU, CUDA arrays on the GPU; tf32: tensor-core products on the GPU (float32), ignored on the CPU.");
 
   m.def(
       "conv2d_backward",
-      [](py::handle dy_, py::handle x_, py::handle w_, py::handle dx_, py::handle dw_, py::handle db_, Pair stride,
-         Pair padding, Pair dilation, int64_t groups, bool same) {
+      [](py::handle dy, py::handle x, py::handle w, py::handle dx, py::handle dw, py::handle db, Pair stride,
+         Pair padding, Pair dilation, int64_t groups, bool same, bool tf32) {
         const char* op = "conv2d_backward";
-        DType dt = float_dtype(op, "dy", as_array(op, "dy", dy_));
-        py::array dy = input(op, "dy", dy_, dt), x = input(op, "x", x_, dt), w = input(op, "w", w_, dt);
-        ConvCall call(op, shape_of(x), shape_of(w), stride, padding, dilation, groups, same);
-        check_shape(op, "dy", dy, call.y_shape);
-        const bool has_dx = !dx_.is_none(), has_dw = !dw_.is_none(), has_db = !db_.is_none();
-        py::array dx = has_dx ? output(op, "dx", dx_, dt) : py::array();
-        py::array dw = has_dw ? output(op, "dw", dw_, dt) : py::array();
-        py::array db = has_db ? output(op, "db", db_, dt) : py::array();
-        if (has_dx) check_shape(op, "dx", dx, shape_of(x));
-        if (has_dw) check_shape(op, "dw", dw, shape_of(w));
-        if (has_db) check_shape(op, "db", db, {call.params.k});
-        by_dtype(dt, [&](auto tag) {
-          using T = decltype(tag);
-          const T *pdy = in_ptr<T>(dy), *px = in_ptr<T>(x), *pw = in_ptr<T>(w);
-          T* pdx = has_dx ? out_ptr<T>(dx) : nullptr;
-          T* pdw = has_dw ? out_ptr<T>(dw) : nullptr;
-          T* pdb = has_db ? out_ptr<T>(db) : nullptr;
-          py::gil_scoped_release nogil;
-          const auto& k = cpu::conv_kernels<T>();
-          if (pdx) k.backward_data(call.params, pdy, pw, pdx);
-          if (pdw || pdb) k.backward_weight(call.params, pdy, px, pdw, pdb);
-        });
+        const bool gpu = on_gpu(op, {{"dy", dy}, {"x", x}, {"w", w}});
+        for (auto [name, h] : {std::pair<const char*, py::handle>{"dx", dx}, {"dw", dw}, {"db", db}})
+          if (!h.is_none()) check_same_device(op, name, h, gpu, "dy");
+#ifdef DK_WITH_CUDA
+        if (gpu) return conv2d_backward<GpuSide>(dy, x, w, dx, dw, db, stride, padding, dilation, groups, same, tf32);
+#endif
+        conv2d_backward<CpuSide>(dy, x, w, dx, dw, db, stride, padding, dilation, groups, same, tf32);
       },
       py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("dx"), py::arg("dw"), py::arg("db"), py::arg("stride"),
-      py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("same"),
+      py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("same"), py::arg("tf32") = false,
       "Gradients of conv2d in place: dx (x's shape), dw (w's shape), db (K,); any of them may be None.");
 }
 

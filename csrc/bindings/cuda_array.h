@@ -123,4 +123,26 @@ inline std::string shape_str(const std::vector<int64_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+// The same shape check as common.h's check_shape, on a shape (CPU and GPU arguments alike).
+inline void check_shape(const char* op, const char* name, const std::vector<int64_t>& got,
+                        const std::vector<int64_t>& want) {
+  if (got != want) value_error(op, std::string(name) + " must have shape " + shape_str(want) + ", got " + shape_str(got));
+}
+
+// A CUDA array the op reads, of dtype `want`: the CUDA twin of common.h's input().
+inline CudaArray cuda_input(const char* op, const char* name, py::handle h, DType want) {
+  CudaArray a = cuda_array(op, name, h);
+  if (a.dtype != want)
+    type_error(op, std::string(name) + " has dtype " + (a.dtype == DType::f32 ? "float32" : "float64") +
+                       ", expected " + (want == DType::f32 ? "float32" : "float64") + " like the other arguments");
+  return a;
+}
+
+// A CUDA array the op writes, of dtype `want`: the CUDA twin of common.h's output().
+inline CudaArray cuda_output(const char* op, const char* name, py::handle h, DType want) {
+  CudaArray a = cuda_input(op, name, h, want);
+  if (a.readonly) value_error(op, std::string(name) + " is written in place and must be writeable");
+  return a;
+}
+
 }  // namespace dk::bind

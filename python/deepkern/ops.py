@@ -29,7 +29,31 @@ def _out_dtype(x):
     return x.dtype if x.dtype in (np.float32, np.float64) else np.float32
 
 
-def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
+def _input(op, name, x):
+    """A read-only operand: a numpy array as _float_array, or a CUDA array made
+    C-contiguous (a strided CuPy or torch view is copied, as the CPU path copies)."""
+    if not hasattr(x, "__cuda_array_interface__"):
+        return _float_array(op, name, x)
+    flags = getattr(x, "flags", None)
+    if flags is not None and not flags.c_contiguous:
+        return sys.modules[type(x).__module__.partition(".")[0]].ascontiguousarray(x)
+    if hasattr(x, "is_contiguous") and not x.is_contiguous():
+        return x.contiguous()
+    return x
+
+
+def _empty(x, shape):
+    """An uninitialised C-contiguous array of `shape` with x's (float) dtype, from x's
+    array module and on x's device: numpy, CuPy (empty_like with a shape) or torch (new_empty)."""
+    shape = tuple(int(s) for s in shape)
+    if isinstance(x, np.ndarray):
+        return np.empty(shape, dtype=_out_dtype(x))
+    if hasattr(x, "new_empty"):
+        return x.new_empty(shape)
+    return sys.modules[type(x).__module__.partition(".")[0]].empty_like(x, dtype=_out_dtype(x), order="C", shape=shape)
+
+
+def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, tf32=False):
     """alpha * op(a) @ op(b) + beta * out, op(x) = x.T where trans_x; a, b 2-D.
 
     out: written in place and returned (C-contiguous, writeable, same dtype); when
@@ -37,52 +61,60 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
     never reads out (NaN there does not propagate) and alpha == 0 reads neither
     a nor b. Strided and transposed views of a and b are read in place, not copied;
     an out that overlaps a or b gets the product of their old values, as numpy.
+
+    CUDA arrays (CuPy, torch) run on the GPU, with out from their library; there
+    strided views are copied and an out that overlaps a or b is a ValueError.
+    tf32=True multiplies float32 on the GPU's tensor cores with TF32 inputs (about
+    10 mantissa bits: faster, about 1e-3 relative error); it changes nothing on
+    the CPU or for float64.
     """
-    a, b = _float_array("gemm", "a", a), _float_array("gemm", "b", b)
+    a, b = _input("gemm", "a", a), _input("gemm", "b", b)
     for name, x in (("a", a), ("b", b)):
         if x.ndim != 2:
-            raise ValueError(f"[gemm] {name} must be 2-D, got shape {x.shape}")
+            raise ValueError(f"[gemm] {name} must be 2-D, got shape {tuple(x.shape)}")
     if out is None:
         if beta != 0:
             raise ValueError(f"[gemm] beta={beta} reads out, but out is None")
         m = a.shape[1] if trans_a else a.shape[0]
         n = b.shape[0] if trans_b else b.shape[1]
-        out = np.empty((m, n), dtype=_out_dtype(a))
-    _C.gemm(a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta))
+        out = _empty(a, (m, n))
+    _C.gemm(a, b, out, bool(trans_a), bool(trans_b), float(alpha), float(beta), bool(tf32))
     return out
 
 
-def linear(x, w, b=None):
-    """x @ w.T + b as torch.nn.functional.linear: x (*, in), w (out, in), b (out,) -> (*, out)."""
-    x, w = _float_array("linear", "x", x), _float_array("linear", "w", w)
+def linear(x, w, b=None, *, tf32=False):
+    """x @ w.T + b as torch.nn.functional.linear: x (*, in), w (out, in), b (out,) -> (*, out).
+    CUDA arrays run on the GPU; tf32 as in gemm."""
+    x, w = _input("linear", "x", x), _input("linear", "w", w)
     if x.ndim < 1:
-        raise ValueError(f"[linear] x must have at least 1 dimension, got shape {x.shape}")
+        raise ValueError(f"[linear] x must have at least 1 dimension, got shape {tuple(x.shape)}")
     if w.ndim != 2:
-        raise ValueError(f"[linear] w must be 2-D (out_features, in_features), got shape {w.shape}")
+        raise ValueError(f"[linear] w must be 2-D (out_features, in_features), got shape {tuple(w.shape)}")
     if b is not None:
-        b = _float_array("linear", "b", b)
-    lead = x.shape[:-1]
+        b = _input("linear", "b", b)
+    lead = tuple(x.shape[:-1])
     x2 = x.reshape(int(np.prod(lead)), x.shape[-1]) if x.ndim != 2 else x
-    y = np.empty((x2.shape[0], w.shape[0]), dtype=_out_dtype(x))
-    _C.linear(x2, w, b, y)
+    y = _empty(x, (x2.shape[0], w.shape[0]))
+    _C.linear(x2, w, b, y, bool(tf32))
     return y.reshape(lead + (w.shape[0],))
 
 
-def linear_backward(dy, x, w, bias=True):
+def linear_backward(dy, x, w, bias=True, *, tf32=False):
     """Gradients of linear: (dx, dw, db) with the shapes of x, w and the bias
-    (db is None when bias=False); dy (*, out), x (*, in), w (out, in)."""
-    dy, x, w = (_float_array("linear_backward", n, v) for n, v in (("dy", dy), ("x", x), ("w", w)))
+    (db is None when bias=False); dy (*, out), x (*, in), w (out, in).
+    CUDA arrays run on the GPU (db summed in a fixed order); tf32 as in gemm."""
+    dy, x, w = (_input("linear_backward", n, v) for n, v in (("dy", dy), ("x", x), ("w", w)))
     if w.ndim != 2:
-        raise ValueError(f"[linear_backward] w must be 2-D (out_features, in_features), got shape {w.shape}")
-    if x.ndim < 1 or dy.ndim != x.ndim or dy.shape[:-1] != x.shape[:-1]:
-        raise ValueError(f"[linear_backward] dy {dy.shape} and x {x.shape} must share their leading dimensions")
+        raise ValueError(f"[linear_backward] w must be 2-D (out_features, in_features), got shape {tuple(w.shape)}")
+    if x.ndim < 1 or dy.ndim != x.ndim or tuple(dy.shape[:-1]) != tuple(x.shape[:-1]):
+        raise ValueError(f"[linear_backward] dy {tuple(dy.shape)} and x {tuple(x.shape)} must share their "
+                         "leading dimensions")
     rows = int(np.prod(x.shape[:-1]))
     dy2, x2 = dy.reshape(rows, dy.shape[-1]), x.reshape(rows, x.shape[-1])
-    dt = _out_dtype(dy)
-    dx = np.empty(x2.shape, dtype=dt)
-    dw = np.empty(w.shape, dtype=dt)
-    db = np.empty(w.shape[:1], dtype=dt) if bias else None
-    _C.linear_backward(dy2, x2, w, dx, dw, db)
+    dx = _empty(dy, x2.shape)
+    dw = _empty(dy, w.shape)
+    db = _empty(dy, w.shape[:1]) if bias else None
+    _C.linear_backward(dy2, x2, w, dx, dw, db, bool(tf32))
     return dx.reshape(x.shape), dw, db
 
 
@@ -780,34 +812,35 @@ def _conv_args(op, stride, padding, dilation, groups):
     return _pair(op, "stride", stride), pad, _pair(op, "dilation", dilation), int(groups), same
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, tf32=False):
     """torch.nn.functional.conv2d (a cross-correlation): x (N, C, H, W) or (C, H, W),
     w (K, C / groups, kH, kW), b (K,) or None -> y (N, K, oH, oW) or (K, oH, oW).
 
     padding: an int, an (h, w) pair, "valid" (0) or "same" (stride 1; output size =
     input size, the odd padding of an even dilated kernel at the bottom / right, as torch).
+    CUDA arrays run on the GPU, y from their library; tf32 as in gemm.
     """
     op = "conv2d"
-    x, w = _float_array(op, "x", x), _float_array(op, "w", w)
+    x, w = _input(op, "x", x), _input(op, "w", w)
     if b is not None:
-        b = _float_array(op, "b", b)
+        b = _input(op, "b", b)
     args = _conv_args(op, stride, padding, dilation, groups)
-    y = np.empty(_C.conv2d_output_shape(op, x.shape, w.shape, *args), dtype=_out_dtype(x))
-    _C.conv2d(x, w, b, y, *args)
+    y = _empty(x, _C.conv2d_output_shape(op, tuple(x.shape), tuple(w.shape), *args))
+    _C.conv2d(x, w, b, y, *args, bool(tf32))
     return y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True):
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True, *, tf32=False):
     """Gradients of conv2d: (dx, dw, db) with the shapes of x, w and the bias (K,);
-    db is None when bias=False. dy has the forward output's shape."""
+    db is None when bias=False. dy has the forward output's shape. CUDA arrays run
+    on the GPU (deterministic: no atomics); tf32 as in gemm."""
     op = "conv2d_backward"
-    dy, x, w = (_float_array(op, n, v) for n, v in (("dy", dy), ("x", x), ("w", w)))
+    dy, x, w = (_input(op, n, v) for n, v in (("dy", dy), ("x", x), ("w", w)))
     args = _conv_args(op, stride, padding, dilation, groups)
-    _C.conv2d_output_shape(op, x.shape, w.shape, *args)  # x and w checked before anything is allocated
-    dt = _out_dtype(dy)
-    dx, dw = np.empty(x.shape, dtype=dt), np.empty(w.shape, dtype=dt)
-    db = np.empty(w.shape[:1], dtype=dt) if bias else None
-    _C.conv2d_backward(dy, x, w, dx, dw, db, *args)
+    _C.conv2d_output_shape(op, tuple(x.shape), tuple(w.shape), *args)  # x and w checked before anything is allocated
+    dx, dw = _empty(dy, x.shape), _empty(dy, w.shape)
+    db = _empty(dy, w.shape[:1]) if bias else None
+    _C.conv2d_backward(dy, x, w, dx, dw, db, *args, bool(tf32))
     return dx, dw, db
 
 
