@@ -70,6 +70,7 @@ struct ClassArrays {
     const int64_t* l = labels.ptr<const int64_t>();
     int64_t row = -1, label = 0;
     if (a.gpu()) {
+      py::gil_scoped_release nogil;  // the check waits for the GPU
       DK_CUDA(row = cuda::first_bad_label(op, n, c, l, &label, a.stream()));
     } else {
       for (int64_t i = 0; i < n && row < 0; ++i)
