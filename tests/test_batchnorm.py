@@ -3,6 +3,8 @@ against the float64 reference and torch (running statistics included), float64 f
 differences, numerical stability with a large mean, the split-channel schedules,
 thread-count invariance, bad arguments, and the BatchNorm1d / BatchNorm2d modules.
 CI runs this file under every DEEPKERN_ISA."""
+import types
+
 import numpy as np
 import pytest
 
@@ -395,3 +397,18 @@ def test_gpu_batch_norm_checks_match_cpu():
         with pytest.raises((ValueError, TypeError)) as gpu_err:
             ops.batch_norm(to_gpu(x), *(to_gpu(a) if isinstance(a, np.ndarray) else a for a in args))
         assert type(gpu_err.value) is type(cpu_err.value) and str(gpu_err.value) == str(cpu_err.value)
+
+
+@pytest.mark.skipif(not deepkern._C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    def f(shape, typestr="<f4"):  # only the CUDA array interface: rejected before any GPU work
+        return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr, data=(0x1000, False),
+                                                                   strides=None, version=3))
+    C = deepkern._C
+    with pytest.raises(ValueError, match=r"\[batch_norm\] running_mean and running_var must be both given or both"):
+        C.batch_norm(f((4, 3)), None, None, f((3,)), None, f((4, 3)), f((3,)), f((3,)), True, 0.1, 1e-5)
+    with pytest.raises(TypeError, match=r"\[batch_norm\] running_mean is not a CUDA array but x is"):
+        C.batch_norm(f((4, 3)), None, None, np.zeros(3, np.float32), None, f((4, 3)), f((3,)), f((3,)), True, 0.1,
+                     1e-5)
+    with pytest.raises(ValueError, match=r"\[batch_norm_backward\] save_mean must have shape \(3,\), got \(4,\)"):
+        C.batch_norm_backward(f((4, 3)), f((4, 3)), None, f((4,)), f((3,)), f((4, 3)), None, None, True)

@@ -3,6 +3,8 @@ Dropout module. The mask is random, so the checks are: y and dx follow from the
 returned mask exactly; the kept fraction is 1 - p within a binomial bound; the mask
 depends on the seed alone (not on the thread count); torch's edge cases (p = 0, p = 1,
 NaN inputs). Run under each ISA with DEEPKERN_ISA=generic / avx2."""
+import types
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,16 @@ def test_gpu_dropout_is_the_documented_stream_and_checks_as_the_cpu():
         _C.dropout(to_gpu(x), to_gpu(x), np.empty(4, np.bool_), 0.5, 1)
     with pytest.raises(ValueError, match=r"\[dropout_backward\] mask must have shape \(4,\), got \(5,\)"):
         ops.dropout_backward(to_gpu(x), to_gpu(np.ones(5, np.bool_)), 0.5)
+
+
+@pytest.mark.skipif(not _C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    def f(shape, typestr="<f4", readonly=False):  # only the CUDA array interface: rejected before any GPU work
+        return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr,
+                                                                   data=(0x1000, readonly), strides=None, version=3))
+    with pytest.raises(TypeError, match=r"\[dropout\] mask must be a bool array, got a CUDA array of typestr '<f4'"):
+        _C.dropout(f((4,)), f((4,)), f((4,)), 0.5, 1)
+    with pytest.raises(ValueError, match=r"\[dropout\] mask is written in place and must be writeable"):
+        _C.dropout(f((4,)), f((4,)), f((4,), "|b1", True), 0.5, 1)
+    with pytest.raises(ValueError, match=r"\[dropout_backward\] dx must have shape \(4,\), got \(5,\)"):
+        _C.dropout_backward(f((4,)), f((4,), "|b1"), f((5,)), 0.5)

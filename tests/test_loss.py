@@ -2,6 +2,8 @@
 against the float64 references, float64 finite differences and PyTorch (when
 installed), with every reduction, and their argument errors.
 Run under each ISA with DEEPKERN_ISA=generic / avx2."""
+import types
+
 import numpy as np
 import pytest
 
@@ -475,3 +477,20 @@ def test_gpu_multi_margin_matches_cpu(shape, reduction, p, margin, weighted, dty
     assert_close(d, ref.multi_margin_backward(x, labels, reduction, p, margin, w, grad), dtype, scale=4)
     assert_close(d, ops.multi_margin_backward(x, labels, reduction, p=p, margin=margin, weight=w, grad=grad),
                  dtype, scale=4)
+
+
+@pytest.mark.skipif(not _C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    def f(shape, typestr="<f4"):  # only the CUDA array interface: rejected before any GPU work
+        return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr, data=(0x1000, False),
+                                                                   strides=None, version=3))
+    with pytest.raises(TypeError, match=r"\[cross_entropy\] labels must be an int64 array, got a CUDA array"):
+        _C.cross_entropy(f((2, 3)), f((2,), "<i4"), f(()), "mean")
+    with pytest.raises(ValueError, match=r"\[cross_entropy\] labels must have shape \(2,\), got \(3,\)"):
+        _C.cross_entropy(f((2, 3)), f((3,), "<i8"), f(()), "mean")
+    with pytest.raises(ValueError, match=r"\[mse\] out must have shape \(\) or \(1,\) for a reduced loss"):
+        _C.mse(f((4,)), f((4,)), f((4,)), "mean")
+    with pytest.raises(ValueError, match=r"\[binary_cross_entropy_with_logits\] pos_weight must have shape \(3,\)"):
+        _C.binary_cross_entropy_with_logits(f((4, 3)), f((4, 3)), f((2,)), f(()), "mean")
+    with pytest.raises(TypeError, match=r"\[multi_margin\] weight is not a CUDA array but x is"):
+        _C.multi_margin(f((4, 3)), f((4,), "<i8"), np.ones(3, np.float32), f(()), "mean", 1, 1.0)

@@ -2,6 +2,8 @@
 references and torch on edge shapes and random window configurations, float64
 finite differences of every backward, torch's NaN/tie rules, bad arguments, and
 the pooling modules. CI runs this file under every DEEPKERN_ISA."""
+import types
+
 import numpy as np
 import pytest
 
@@ -395,3 +397,25 @@ def test_gpu_pool_checks_match_cpu():
     with pytest.raises(TypeError, match=r"\[max_pool2d\] y is not a CUDA array but x is"):
         deepkern._C.max_pool2d(to_gpu(x), np.empty((2, 3, 2, 2), np.float32), np.empty((2, 3, 2, 2), np.int64),
                                (2, 2), (2, 2), (0, 0), (1, 1), False)
+
+
+def _fake_cuda(shape, typestr="<f4", readonly=False):
+    """Only the CUDA array interface: the binding must reject it before any GPU work."""
+    return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr, data=(0x1000, readonly),
+                                                               strides=None, version=3))
+
+
+@pytest.mark.skipif(not deepkern._C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    C, f = deepkern._C, _fake_cuda
+    win = ((2, 2), (2, 2), (0, 0), (1, 1), False)
+    with pytest.raises(TypeError, match=r"\[max_pool2d\] indices must be int64, got a CUDA array of typestr '<i4'"):
+        C.max_pool2d(f((2, 3, 4, 4)), f((2, 3, 2, 2)), f((2, 3, 2, 2), "<i4"), *win)
+    with pytest.raises(ValueError, match=r"\[max_pool2d\] y must have shape \(2, 3, 2, 2\), got \(2, 3, 3, 2\)"):
+        C.max_pool2d(f((2, 3, 4, 4)), f((2, 3, 3, 2)), f((2, 3, 2, 2), "<i8"), *win)
+    with pytest.raises(ValueError, match=r"\[max_pool2d\] indices is written in place and must be writeable"):
+        C.max_pool2d(f((2, 3, 4, 4)), f((2, 3, 2, 2)), f((2, 3, 2, 2), "<i8", True), *win)
+    with pytest.raises(TypeError, match=r"\[avg_pool2d\] y has dtype float64, expected float32"):
+        C.avg_pool2d(f((3, 4, 4)), f((3, 2, 2), "<f8"), (2, 2), (2, 2), (0, 0), False, True)
+    with pytest.raises(ValueError, match=r"\[global_avg_pool2d_backward\] dx must be \(N, C, H, W\) or \(C, H, W\)"):
+        C.global_avg_pool2d_backward(f((2, 1, 1)), f((2, 3)))

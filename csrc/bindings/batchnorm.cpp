@@ -45,7 +45,7 @@ void bind_batchnorm(py::module_& m) {
          py::handle y_, py::handle save_mean_, py::handle save_invstd_, bool training, double momentum,
          double eps) {
         const char* op = "batch_norm";
-        Args a(op, call_on_gpu(op, {{"x", x_}, {"weight", weight_}, {"bias", bias_}, {"running_mean", running_mean_},
+        Args a(op, on_gpu(op, {{"x", x_}, {"weight", weight_}, {"bias", bias_}, {"running_mean", running_mean_},
                                     {"running_var", running_var_}, {"y", y_}, {"save_mean", save_mean_},
                                     {"save_invstd", save_invstd_}}));
         DType dt = a.dtype_of("x", x_);
@@ -92,7 +92,7 @@ void bind_batchnorm(py::module_& m) {
       [](py::handle dy_, py::handle x_, py::handle weight_, py::handle save_mean_, py::handle save_invstd_,
          py::handle dx_, py::handle dweight_, py::handle dbias_, bool training) {
         const char* op = "batch_norm_backward";
-        Args a(op, call_on_gpu(op, {{"x", x_}, {"dy", dy_}, {"weight", weight_}, {"save_mean", save_mean_},
+        Args a(op, on_gpu(op, {{"x", x_}, {"dy", dy_}, {"weight", weight_}, {"save_mean", save_mean_},
                                     {"save_invstd", save_invstd_}, {"dx", dx_}, {"dweight", dweight_},
                                     {"dbias", dbias_}}));
         DType dt = a.dtype_of("x", x_);

@@ -131,14 +131,22 @@ inline void check_same_device(const char* op, const char* name, py::handle h, bo
                        (cuda ? " is" : " is not") + ": the arrays of one call must be on the same device");
 }
 
-// True when the call's arrays are CUDA arrays (the first one decides, the
-// others must agree); TypeError without a CUDA build.
+// True when the call's arrays are CUDA arrays: the first one that is not None
+// decides, the others that are not None (optional arguments) must agree;
+// TypeError without a CUDA build.
 inline bool on_gpu(const char* op, std::initializer_list<std::pair<const char*, py::handle>> arrays) {
-  const auto first = *arrays.begin();
-  const bool cuda = is_cuda_array(first.second);
-  for (auto [name, h] : arrays) check_same_device(op, name, h, cuda, first.first);
+  const std::pair<const char*, py::handle>* first = nullptr;
+  for (const auto& a : arrays)
+    if (!a.second.is_none()) {
+      first = &a;
+      break;
+    }
+  if (!first) return false;
+  const bool cuda = is_cuda_array(first->second);
+  for (auto [name, h] : arrays)
+    if (!h.is_none()) check_same_device(op, name, h, cuda, first->first);
 #ifndef DK_WITH_CUDA
-  if (cuda) type_error(op, std::string(first.first) + " is a CUDA array, but deepkern was built without CUDA");
+  if (cuda) type_error(op, std::string(first->first) + " is a CUDA array, but deepkern was built without CUDA");
 #endif
   return cuda;
 }

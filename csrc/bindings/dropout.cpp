@@ -20,7 +20,7 @@ void check_p(const char* op, double p) {
 void dropout(py::handle x, py::handle y, py::handle mask, double p, uint64_t seed) {
   const char* op = "dropout";
   check_p(op, p);
-  Args a(op, call_on_gpu(op, {{"x", x}, {"y", y}, {"mask", mask}}));
+  Args a(op, on_gpu(op, {{"x", x}, {"y", y}, {"mask", mask}}));
   const DType dt = a.dtype_of("x", x);
   Operand xa = a.in("x", x, dt), ya = a.out("y", y, dt);
   a.check_shape("y", ya, xa.shape);
@@ -38,7 +38,7 @@ void dropout(py::handle x, py::handle y, py::handle mask, double p, uint64_t see
 void dropout_backward(py::handle dy, py::handle mask, py::handle dx, double p) {
   const char* op = "dropout_backward";
   check_p(op, p);
-  Args a(op, call_on_gpu(op, {{"dy", dy}, {"mask", mask}, {"dx", dx}}));
+  Args a(op, on_gpu(op, {{"dy", dy}, {"mask", mask}, {"dx", dx}}));
   const DType dt = a.dtype_of("dy", dy);
   Operand ga = a.in("dy", dy, dt), da = a.out("dx", dx, dt);
   a.check_shape("dx", da, ga.shape);

@@ -83,7 +83,7 @@ struct ClassArrays {
 };
 
 Args args_for(const char* op, std::initializer_list<std::pair<const char*, py::handle>> arrays) {
-  return Args(op, call_on_gpu(op, arrays));
+  return Args(op, on_gpu(op, arrays));
 }
 
 void cross_entropy(py::handle logits, py::handle labels, py::handle out, py::handle reduction) {

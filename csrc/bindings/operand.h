@@ -1,8 +1,9 @@
-// The arrays of one call on either device, checked once: a binding takes each
-// argument through an Args (numpy arrays: common.h's checks and contiguous
-// copies of read-only inputs; CUDA arrays: cuda_array.h's), then checks shapes
-// on the Operands and dispatches to dk::cpu or dk::cuda. So the CPU and the GPU
-// path of an op share every check and every message.
+// The arrays of one call on either device, checked once: a binding picks the
+// device with on_gpu (cuda_array.h), takes each argument through an Args
+// (numpy arrays: common.h's checks and contiguous copies of read-only inputs;
+// CUDA arrays: cuda_array.h's), checks shapes on the Operands and dispatches to
+// dk::cpu or dk::cuda. So the CPU and the GPU path of an op share every check
+// and every message.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -13,7 +14,7 @@
 #include "bindings/common.h"
 #include "bindings/cuda_array.h"
 
-// dk::cuda is linked only into CUDA builds; elsewhere call_on_gpu has already
+// dk::cuda is linked only into CUDA builds; elsewhere on_gpu has already
 // raised for a CUDA array, so a branch holding DK_CUDA is never taken.
 #ifdef DK_WITH_CUDA
 #define DK_CUDA(...) __VA_ARGS__
@@ -43,26 +44,6 @@ struct Operand {
 };
 
 inline const char* dtype_str(DType d) { return d == DType::f32 ? "float32" : "float64"; }
-
-// True when the call's arrays are CUDA arrays: the first array that is not None
-// decides, the others that are not None must agree (TypeError otherwise, and
-// for any CUDA array in a build without CUDA).
-inline bool call_on_gpu(const char* op, std::initializer_list<std::pair<const char*, py::handle>> arrays) {
-  const std::pair<const char*, py::handle>* first = nullptr;
-  for (const auto& a : arrays)
-    if (!a.second.is_none()) {
-      first = &a;
-      break;
-    }
-  if (!first) return false;
-  const bool cuda = is_cuda_array(first->second);
-  for (auto [name, h] : arrays)
-    if (!h.is_none()) check_same_device(op, name, h, cuda, first->first);
-#ifndef DK_WITH_CUDA
-  if (cuda) type_error(op, std::string(first->first) + " is a CUDA array, but deepkern was built without CUDA");
-#endif
-  return cuda;
-}
 
 class Args {
  public:

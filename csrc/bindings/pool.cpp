@@ -133,7 +133,7 @@ void bind_pool(py::module_& m) {
       [](py::handle x_, py::handle y_, py::handle idx_, Pair kernel, Pair stride, Pair padding, Pair dilation,
          bool ceil_mode) {
         const char* op = "max_pool2d";
-        Args a(op, call_on_gpu(op, {{"x", x_}, {"y", y_}, {"indices", idx_}}));
+        Args a(op, on_gpu(op, {{"x", x_}, {"y", y_}, {"indices", idx_}}));
         DType dt = a.dtype_of("x", x_);
         Operand x = a.in("x", x_, dt);
         check_planes(op, "x", x);
@@ -158,7 +158,7 @@ void bind_pool(py::module_& m) {
       "max_pool2d_backward",
       [](py::handle dy_, py::handle idx_, py::handle dx_) {
         const char* op = "max_pool2d_backward";
-        Args a(op, call_on_gpu(op, {{"dy", dy_}, {"indices", idx_}, {"dx", dx_}}));
+        Args a(op, on_gpu(op, {{"dy", dy_}, {"indices", idx_}, {"dx", dx_}}));
         DType dt = a.dtype_of("dy", dy_);
         Operand dy = a.in("dy", dy_, dt), dx = a.out("dx", dx_, dt);
         Operand idx = a.index_in("indices", idx_);
@@ -190,7 +190,7 @@ void bind_pool(py::module_& m) {
       [](py::handle x_, py::handle y_, Pair kernel, Pair stride, Pair padding, bool ceil_mode,
          bool count_include_pad) {
         const char* op = "avg_pool2d";
-        Args a(op, call_on_gpu(op, {{"x", x_}, {"y", y_}}));
+        Args a(op, on_gpu(op, {{"x", x_}, {"y", y_}}));
         DType dt = a.dtype_of("x", x_);
         Operand x = a.in("x", x_, dt);
         check_planes(op, "x", x);
@@ -216,7 +216,7 @@ void bind_pool(py::module_& m) {
       [](py::handle dy_, py::handle dx_, Pair kernel, Pair stride, Pair padding, bool ceil_mode,
          bool count_include_pad) {
         const char* op = "avg_pool2d_backward";
-        Args a(op, call_on_gpu(op, {{"dy", dy_}, {"dx", dx_}}));
+        Args a(op, on_gpu(op, {{"dy", dy_}, {"dx", dx_}}));
         DType dt = a.dtype_of("dy", dy_);
         Operand dy = a.in("dy", dy_, dt), dx = a.out("dx", dx_, dt);
         check_planes(op, "dx", dx);
@@ -240,7 +240,7 @@ void bind_pool(py::module_& m) {
       "global_avg_pool2d",
       [](py::handle x_, py::handle y_) {
         const char* op = "global_avg_pool2d";
-        Args a(op, call_on_gpu(op, {{"x", x_}, {"y", y_}}));
+        Args a(op, on_gpu(op, {{"x", x_}, {"y", y_}}));
         DType dt = a.dtype_of("x", x_);
         Operand x = a.in("x", x_, dt);
         check_planes(op, "x", x);
@@ -260,7 +260,7 @@ void bind_pool(py::module_& m) {
       "global_avg_pool2d_backward",
       [](py::handle dy_, py::handle dx_) {
         const char* op = "global_avg_pool2d_backward";
-        Args a(op, call_on_gpu(op, {{"dy", dy_}, {"dx", dx_}}));
+        Args a(op, on_gpu(op, {{"dy", dy_}, {"dx", dx_}}));
         DType dt = a.dtype_of("dy", dy_);
         Operand dy = a.in("dy", dy_, dt), dx = a.out("dx", dx_, dt);
         check_planes(op, "dx", dx);
