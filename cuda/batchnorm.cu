@@ -138,8 +138,8 @@ void reduce_pieces(const BatchNormParams& p, int64_t parts, const Op& op, typena
                                                                      partial);
 }
 
-// Per-channel coefficients of the elementwise passes, in scratch: forward (mean,
-// scale, shift), backward (mean, mean_dy, k, scale); `count` arrays of C values.
+// Per-channel coefficients of the elementwise passes, in scratch: cf[i] is the
+// i-th array of C values; forward (mean, scale, shift), backward (mean, mean_dy, k, scale).
 template <class T>
 struct Coef {
   T* a;

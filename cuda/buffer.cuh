@@ -1,7 +1,9 @@
 // Temporary device memory for one op call and small reads back to the host
 // (include from .cu files only). Scratch is stream-ordered (cudaMallocAsync /
 // cudaFreeAsync on the op's stream): it is released once the op's kernels on
-// that stream are done, without synchronising the host.
+// that stream are done, without synchronising the host. Where the device has no
+// stream-ordered allocator it falls back to cudaMalloc / cudaFree (cudaFree
+// waits for the device, so the kernels are done with the memory by then).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -20,10 +22,17 @@ class Scratch {
   Scratch(const char* op, size_t bytes, cudaStream_t stream) : stream_(stream) {
     if (bytes == 0) return;
     cudaError_t err = cudaMallocAsync(&ptr_, bytes, stream);
+    if (err == cudaErrorNotSupported) {
+      cudaGetLastError();  // clear it: the fallback below decides
+      ordered_ = false;
+      err = cudaMalloc(&ptr_, bytes);
+    }
     if (err != cudaSuccess) cuda_fail(op, "cannot allocate " + std::to_string(bytes) + " bytes of scratch", err);
   }
   ~Scratch() {
-    if (ptr_) cudaFreeAsync(ptr_, stream_);
+    if (!ptr_) return;
+    if (ordered_) cudaFreeAsync(ptr_, stream_);
+    else cudaFree(ptr_);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -34,6 +43,7 @@ class Scratch {
  private:
   void* ptr_ = nullptr;
   cudaStream_t stream_;
+  bool ordered_ = true;
 };
 
 // *src copied to the host once the stream's work so far is done (a synchronisation:
