@@ -3,13 +3,15 @@ against the float64 reference and torch (running statistics included), float64 f
 differences, numerical stability with a large mean, the split-channel schedules,
 thread-count invariance, bad arguments, and the BatchNorm1d / BatchNorm2d modules.
 CI runs this file under every DEEPKERN_ISA."""
+import types
+
 import numpy as np
 import pytest
 
 import deepkern
 import reference as ref
 from deepkern import nn, ops
-from helpers import DTYPES, assert_close, assert_grad, randn, rng, torch_or_skip
+from helpers import DTYPES, assert_close, assert_grad, randn, requires_gpu, rng, to_cpu, to_gpu, torch_or_skip
 
 # Odd sizes, 1s, primes, sizes that are not multiples of the vector width, and
 # shapes large enough to split a channel over pieces ((3, 2, 256, 256): 196608
@@ -39,8 +41,12 @@ def check_training(shape, dtype, gen, with_affine=True, momentum=0.1):
                               (y, mean, invstd, rm, rv), want):
         assert_close(got, exp, dtype, scale=scale, name=name)
     dy = randn(gen, shape, dtype)
-    got = ops.batch_norm_backward(dy, x, w, mean, invstd)
-    exp = ref.batch_norm_backward(dy, x, w, want[1], want[2])
+    check_backward(ops.batch_norm_backward(dy, x, w, mean, invstd), ref.batch_norm_backward(dy, x, w, want[1], want[2]),
+                   dtype, scale, with_affine)
+
+
+def check_backward(got, exp, dtype, scale, with_affine):
+    """(dx, dweight, dbias) against the reference; the last two are None without affine."""
     for name, g, e in zip(("dx", "dweight", "dbias"), got, exp):
         if with_affine or name == "dx":
             assert_close(g, e, dtype, scale=scale * (1 + np.abs(e).max()), name=name)
@@ -300,3 +306,109 @@ def test_module_gradients_match_finite_differences(cls, shape):
     assert_grad(dx, loss, x, name="dx")
     assert_grad(m.weight.grad, loss, m.weight.data, name="weight.grad")
     assert_grad(m.bias.grad, loss, m.bias.data, name="bias.grad")
+
+
+# -- CUDA: the same ops on the GPU against the CPU kernels and the reference ------------
+
+# Both statistics kernels (inner == 1: columns; inner > 1: block pieces, one or
+# many per channel), batch 1, odd sizes, a channel split over many pieces.
+GPU_SHAPES = [(2, 3), (7, 1), (1000, 17), (5, 3, 1), (1, 5, 33), (1, 3, 7, 9), (4, 16, 5, 5), (2, 3, 1, 1),
+              (3, 4, 56, 56), (3, 2, 256, 256)]
+
+
+def _gpu_training(shape, dtype, gen, with_affine, momentum):
+    c = shape[1]
+    x = randn(gen, shape, dtype) * 3 + 1
+    w, b = affine(gen, c, dtype) if with_affine else (None, None)
+    rm, rv = running(gen, c, dtype)
+    grm, grv = to_gpu(rm), to_gpu(rv)
+    want = ref.batch_norm(x, w, b, rm, rv, True, momentum, 1e-5)
+    cpu = ops.batch_norm(x, w, b, rm, rv, True, momentum, 1e-5) + (rm, rv)
+    gpu = ops.batch_norm(to_gpu(x), to_gpu(w), to_gpu(b), grm, grv, True, momentum, 1e-5) + (grm, grv)
+    scale = np.sqrt(x.size // c)
+    for name, g, cp, exp in zip(("y", "save_mean", "save_invstd", "running_mean", "running_var"), gpu, cpu, want):
+        assert_close(to_cpu(g), exp, dtype, scale=scale, name=name)
+        assert_close(to_cpu(g), cp, dtype, scale=scale, name=name)
+    dy = randn(gen, shape, dtype)
+    got = to_cpu(ops.batch_norm_backward(to_gpu(dy), to_gpu(x), to_gpu(w), gpu[1], gpu[2]))
+    check_backward(got, ref.batch_norm_backward(dy, x, w, want[1], want[2]), dtype, scale, with_affine)
+    again = to_cpu(ops.batch_norm_backward(to_gpu(dy), to_gpu(x), to_gpu(w), gpu[1], gpu[2]))
+    for g, a in zip(got, again):  # fixed reduction order: the same bits every run
+        if g is not None:
+            np.testing.assert_array_equal(g, a)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=str)
+def test_gpu_training_matches_cpu_and_reference(shape, dtype):
+    _gpu_training(shape, dtype, rng(21), True, 0.1)
+    _gpu_training(shape, dtype, rng(22), False, 0.3)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=str)
+def test_gpu_eval_matches_cpu_and_reference(shape, dtype):
+    gen = rng(23)
+    c = shape[1]
+    x = randn(gen, shape, dtype)
+    w, b = affine(gen, c, dtype)
+    rm, rv = running(gen, c, dtype)
+    want = ref.batch_norm(x, w, b, rm, rv, False)
+    y, mean, invstd = (to_cpu(a) for a in ops.batch_norm(to_gpu(x), to_gpu(w), to_gpu(b), to_gpu(rm), to_gpu(rv),
+                                                            False))
+    for name, got, exp in zip(("y", "save_mean", "save_invstd"), (y, mean, invstd), want):
+        assert_close(got, exp, dtype, name=name)
+    dy = randn(gen, shape, dtype)
+    got = to_cpu(ops.batch_norm_backward(to_gpu(dy), to_gpu(x), to_gpu(w), to_gpu(mean), to_gpu(invstd),
+                                         training=False))
+    exp = ref.batch_norm_backward(dy, x, w, want[1], want[2], training=False)
+    for name, g, e in zip(("dx", "dweight", "dbias"), got, exp):
+        assert_close(g, e, dtype, scale=np.sqrt(x.size // c) * (1 + np.abs(e).max()), name=name)
+
+
+@requires_gpu
+def test_gpu_statistics_are_stable_and_empty_batches_work():
+    gen = rng(24)
+    x = (1e4 + randn(gen, (64, 3, 20, 20), np.float32)).astype(np.float32)
+    _, mean, invstd = ops.batch_norm(to_gpu(x), None, None, None, None, True)
+    want = ref.batch_norm(x, None, None, None, None, True)
+    assert_close(to_cpu(mean), want[1], np.float32, scale=1e4)
+    assert_close(to_cpu(invstd), want[2], np.float32, scale=10)
+    rm, rv = running(gen, 3, np.float32)
+    grm, grv = to_gpu(rm), to_gpu(rv)
+    y, mean, invstd = ops.batch_norm(to_gpu(np.empty((0, 3, 4, 4), np.float32)), None, None, grm, grv, True)
+    assert to_cpu(y).shape == (0, 3, 4, 4)
+    np.testing.assert_array_equal(to_cpu(mean), 0)
+    np.testing.assert_array_equal(to_cpu(invstd), 0)
+    np.testing.assert_array_equal(to_cpu(grm), rm)
+    np.testing.assert_array_equal(to_cpu(grv), rv)
+
+
+@requires_gpu
+def test_gpu_batch_norm_checks_match_cpu():
+    x = np.ones((4, 3, 2), np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    for args in [(np.ones(4, np.float32), None, rm, rv, True), (None, None, None, None, False),
+                 (None, None, rm, None, True), (None, None, np.zeros(3, np.float64), rv, True)]:
+        with pytest.raises((ValueError, TypeError)) as cpu_err:
+            ops.batch_norm(x, *args)
+        with pytest.raises((ValueError, TypeError)) as gpu_err:
+            ops.batch_norm(to_gpu(x), *(to_gpu(a) if isinstance(a, np.ndarray) else a for a in args))
+        assert type(gpu_err.value) is type(cpu_err.value) and str(gpu_err.value) == str(cpu_err.value)
+
+
+@pytest.mark.skipif(not deepkern._C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    def f(shape, typestr="<f4"):  # only the CUDA array interface: rejected before any GPU work
+        return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr, data=(0x1000, False),
+                                                                   strides=None, version=3))
+    C = deepkern._C
+    with pytest.raises(ValueError, match=r"\[batch_norm\] running_mean and running_var must be both given or both"):
+        C.batch_norm(f((4, 3)), None, None, f((3,)), None, f((4, 3)), f((3,)), f((3,)), True, 0.1, 1e-5)
+    with pytest.raises(TypeError, match=r"\[batch_norm\] running_mean is not a CUDA array but x is"):
+        C.batch_norm(f((4, 3)), None, None, np.zeros(3, np.float32), None, f((4, 3)), f((3,)), f((3,)), True, 0.1,
+                     1e-5)
+    with pytest.raises(ValueError, match=r"\[batch_norm_backward\] save_mean must have shape \(3,\), got \(4,\)"):
+        C.batch_norm_backward(f((4, 3)), f((4, 3)), None, f((4,)), f((3,)), f((4, 3)), None, None, True)

@@ -3,13 +3,15 @@ Dropout module. The mask is random, so the checks are: y and dx follow from the
 returned mask exactly; the kept fraction is 1 - p within a binomial bound; the mask
 depends on the seed alone (not on the thread count); torch's edge cases (p = 0, p = 1,
 NaN inputs). Run under each ISA with DEEPKERN_ISA=generic / avx2."""
+import types
+
 import numpy as np
 import pytest
 
 import deepkern
 import reference as ref
 from deepkern import _C, nn, ops
-from helpers import DTYPES, assert_close, rng
+from helpers import DTYPES, assert_close, requires_gpu, rng, to_cpu, to_gpu
 
 SHAPES = [(1,), (7,), (3, 5), (17, 33), (2, 3, 65), (300_001,)]
 
@@ -108,3 +110,51 @@ def test_dropout_mask_is_the_documented_stream(p):
     seed = 0xDEADBEEF12345
     _, mask = ops.dropout(np.zeros((37, 41)), p, rng=seed)
     assert np.array_equal(mask, ref.dropout_mask(seed, (37, 41), p))
+
+
+# -- CUDA: the same stream on the GPU ---------------------------------------------------
+
+@requires_gpu
+@pytest.mark.parametrize("shape", SHAPES + [(0, 3)], ids=str)
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_dropout_mask_is_bit_identical_to_the_cpus(shape, p, dtype):
+    x = rng(41).standard_normal(shape).astype(dtype)
+    x.reshape(-1)[::7] = np.nan  # dropped NaNs stay NaN on both devices
+    seed = 0x9E3779B97F4A7C15
+    y, mask = ops.dropout(x, p, rng=seed)
+    gy, gmask = ops.dropout(to_gpu(x), p, rng=seed)
+    assert str(gmask.dtype) == "bool"
+    np.testing.assert_array_equal(to_cpu(gmask), mask)
+    np.testing.assert_array_equal(to_cpu(gy), y)  # one multiply by the same scale: the same bits
+    dy = rng(42).standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(to_cpu(ops.dropout_backward(to_gpu(dy), gmask, p)), ops.dropout_backward(dy, mask, p))
+    np.testing.assert_array_equal(to_cpu(ops.dropout_backward(to_gpu(dy), to_gpu(mask.astype(np.uint8)), p)),
+                                  ops.dropout_backward(dy, mask, p))  # integer masks: nonzero is kept
+
+
+@requires_gpu
+def test_gpu_dropout_is_the_documented_stream_and_checks_as_the_cpu():
+    seed = 0xDEADBEEF12345
+    _, mask = ops.dropout(to_gpu(np.zeros((37, 41))), 0.3, rng=seed)
+    assert np.array_equal(to_cpu(mask), ref.dropout_mask(seed, (37, 41), 0.3))
+    x = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"\[dropout\] p must be a probability in \[0, 1\]"):
+        ops.dropout(to_gpu(x), 1.5, rng=1)
+    with pytest.raises(TypeError, match=r"\[dropout\] mask is not a CUDA array but x is"):
+        _C.dropout(to_gpu(x), to_gpu(x), np.empty(4, np.bool_), 0.5, 1)
+    with pytest.raises(ValueError, match=r"\[dropout_backward\] mask must have shape \(4,\), got \(5,\)"):
+        ops.dropout_backward(to_gpu(x), to_gpu(np.ones(5, np.bool_)), 0.5)
+
+
+@pytest.mark.skipif(not _C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    def f(shape, typestr="<f4", readonly=False):  # only the CUDA array interface: rejected before any GPU work
+        return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr,
+                                                                   data=(0x1000, readonly), strides=None, version=3))
+    with pytest.raises(TypeError, match=r"\[dropout\] mask must be a bool array, got a CUDA array of typestr '<f4'"):
+        _C.dropout(f((4,)), f((4,)), f((4,)), 0.5, 1)
+    with pytest.raises(ValueError, match=r"\[dropout\] mask is written in place and must be writeable"):
+        _C.dropout(f((4,)), f((4,)), f((4,), "|b1", True), 0.5, 1)
+    with pytest.raises(ValueError, match=r"\[dropout_backward\] dx must have shape \(4,\), got \(5,\)"):
+        _C.dropout_backward(f((4,)), f((4,), "|b1"), f((5,)), 0.5)

@@ -2,12 +2,14 @@
 against the float64 references, float64 finite differences and PyTorch (when
 installed), with every reduction, and their argument errors.
 Run under each ISA with DEEPKERN_ISA=generic / avx2."""
+import types
+
 import numpy as np
 import pytest
 
 import reference as ref
 from deepkern import _C, ops
-from helpers import DTYPES, assert_close, assert_grad, rng, torch_or_skip
+from helpers import DTYPES, assert_close, assert_grad, randn, requires_gpu, rng, to_cpu, to_gpu, torch_or_skip
 
 REDUCTIONS = ["none", "mean", "sum"]
 # (N, C): single row/class, odd and vector-width-straddling sizes, and one past
@@ -370,3 +372,125 @@ def test_loss_modules_match_ops():
     assert np.array_equal(h.backward(2.0), ops.multi_margin_backward(x, labels, "sum", 2, 0.5, grad=2.0))
     with pytest.raises(ValueError, match=r"\[MultiMarginLoss\] p must be 1 or 2"):
         nn.MultiMarginLoss(p=3)
+
+
+# -- CUDA: the same losses on the GPU against the CPU kernels and the reference ----------
+
+def _gpu_grad(grad):
+    return to_gpu(grad) if isinstance(grad, np.ndarray) else grad
+
+
+@requires_gpu
+@pytest.mark.parametrize("shape", CE_SHAPES + [(1, 300), (5000, 10)], ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_cross_entropy_matches_cpu(shape, reduction, dtype):
+    gen = rng(31)
+    x, labels = logits_and_labels(gen, *shape, dtype)
+    scale = reduced_scale(shape[0], reduction) * np.log(shape[1] + 1)
+    loss = ops.cross_entropy(to_gpu(x), to_gpu(labels), reduction=reduction)
+    assert_close(np.asarray(to_cpu(loss)), ref.cross_entropy(x, labels, reduction), dtype, scale=scale)
+    assert_close(np.asarray(to_cpu(loss)), np.asarray(ops.cross_entropy(x, labels, reduction)), dtype, scale=scale)
+    if reduction != "none":  # one block adds the row losses in a fixed order
+        assert ops.cross_entropy(to_gpu(x), to_gpu(labels), reduction=reduction) == loss
+    grad = gen.standard_normal(shape[0]).astype(dtype) if reduction == "none" else 0.7
+    d = to_cpu(ops.cross_entropy_backward(to_gpu(x), to_gpu(labels), reduction, _gpu_grad(grad)))
+    assert_close(d, ref.cross_entropy_backward(x, labels, reduction, grad), dtype)
+    assert_close(d, ops.cross_entropy_backward(x, labels, reduction, grad), dtype)
+
+
+@requires_gpu
+def test_gpu_labels_are_checked_as_on_the_cpu():
+    x = np.zeros((4, 3), np.float32)
+    for labels in (np.array([0, 1, 3, 2]), np.array([0, -1, 2, 5]), np.array([2, 1, 0, 7], np.int32)):
+        for fn in (lambda a, l: ops.cross_entropy(a, l), lambda a, l: ops.cross_entropy_backward(a, l),
+                   lambda a, l: ops.multi_margin(a, l), lambda a, l: ops.multi_margin_backward(a, l)):
+            with pytest.raises(ValueError) as cpu_err:
+                fn(x, labels)
+            with pytest.raises(ValueError) as gpu_err:
+                fn(to_gpu(x), to_gpu(labels))
+            assert str(gpu_err.value) == str(cpu_err.value)
+    assert np.isnan(ops.cross_entropy(to_gpu(np.zeros((0, 3), np.float32)), to_gpu(np.zeros(0, np.int64))))
+    assert ops.cross_entropy(to_gpu(np.zeros((0, 3))), to_gpu(np.zeros(0, np.int64)), "sum") == 0.0
+
+
+@requires_gpu
+@pytest.mark.parametrize("shape", [(1,), (7,), (5, 3), (17, 33), (4, 3, 5), (300, 101), (1 << 20,), (0,)], ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_mse_matches_cpu(shape, reduction, dtype):
+    gen = rng(32)
+    pred, target = randn(gen, shape, dtype), randn(gen, shape, dtype)
+    n = int(np.prod(shape))
+    loss = ops.mse(to_gpu(pred), to_gpu(target), reduction)
+    if n == 0 and reduction == "mean":
+        assert np.isnan(loss)
+    else:
+        assert_close(np.asarray(to_cpu(loss)), ref.mse(pred, target, reduction), dtype,
+                     scale=4 * reduced_scale(n, reduction))
+        assert_close(np.asarray(to_cpu(loss)), np.asarray(ops.mse(pred, target, reduction)), dtype,
+                     scale=4 * reduced_scale(n, reduction))
+    if reduction != "none":
+        assert ops.mse(to_gpu(pred), to_gpu(target), reduction) == loss or n == 0
+    grad = randn(gen, shape, dtype) if reduction == "none" else 0.3
+    d = to_cpu(ops.mse_backward(to_gpu(pred), to_gpu(target), reduction, _gpu_grad(grad)))
+    assert_close(d, ref.mse_backward(pred, target, reduction, grad), dtype)
+    assert_close(d, ops.mse_backward(pred, target, reduction, grad), dtype)
+
+
+@requires_gpu
+@pytest.mark.parametrize("shape", BCE_SHAPES + [(1, 1 << 18)], ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("pos_weight", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_bce_with_logits_matches_cpu(shape, reduction, pos_weight, dtype):
+    gen = rng(33)
+    x, t, w = bce_inputs(gen, shape, dtype, pos_weight)
+    n = int(np.prod(shape))
+    loss = ops.binary_cross_entropy_with_logits(to_gpu(x), to_gpu(t), reduction, pos_weight=to_gpu(w))
+    for want in (ref.binary_cross_entropy_with_logits(x, t, reduction, w),
+                 np.asarray(ops.binary_cross_entropy_with_logits(x, t, reduction, pos_weight=w))):
+        assert_close(np.asarray(to_cpu(loss)), want, dtype, scale=4 * reduced_scale(n, reduction))
+    grad = gen.standard_normal(shape).astype(dtype) if reduction == "none" else 0.6
+    d = to_cpu(ops.binary_cross_entropy_with_logits_backward(to_gpu(x), to_gpu(t), reduction, to_gpu(w),
+                                                             _gpu_grad(grad)))
+    assert_close(d, ref.binary_cross_entropy_with_logits_backward(x, t, reduction, w, grad), dtype, scale=3)
+    assert_close(d, ops.binary_cross_entropy_with_logits_backward(x, t, reduction, w, grad), dtype, scale=3)
+
+
+@requires_gpu
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 3), (17, 33), (400, 10), (3, 1000)], ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p,margin,weighted", [(1, 1.0, False), (2, 1.0, False), (1, 0.5, True), (2, 2.0, True)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_multi_margin_matches_cpu(shape, reduction, p, margin, weighted, dtype):
+    gen = rng(34)
+    x, labels = logits_and_labels(gen, *shape, dtype, scale=1.0)
+    w = gen.uniform(0.1, 2, shape[1]).astype(dtype) if weighted else None
+    loss = ops.multi_margin(to_gpu(x), to_gpu(labels), reduction, p=p, margin=margin, weight=to_gpu(w))
+    for want in (ref.multi_margin(x, labels, reduction, p, margin, w),
+                 np.asarray(ops.multi_margin(x, labels, reduction, p=p, margin=margin, weight=w))):
+        assert_close(np.asarray(to_cpu(loss)), want, dtype, scale=4 * reduced_scale(shape[0], reduction))
+    grad = gen.standard_normal(shape[0]).astype(dtype) if reduction == "none" else 0.9
+    d = to_cpu(ops.multi_margin_backward(to_gpu(x), to_gpu(labels), reduction, p=p, margin=margin,
+                                         weight=to_gpu(w), grad=_gpu_grad(grad)))
+    assert_close(d, ref.multi_margin_backward(x, labels, reduction, p, margin, w, grad), dtype, scale=4)
+    assert_close(d, ops.multi_margin_backward(x, labels, reduction, p=p, margin=margin, weight=w, grad=grad),
+                 dtype, scale=4)
+
+
+@pytest.mark.skipif(not _C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    def f(shape, typestr="<f4"):  # only the CUDA array interface: rejected before any GPU work
+        return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr, data=(0x1000, False),
+                                                                   strides=None, version=3))
+    with pytest.raises(TypeError, match=r"\[cross_entropy\] labels must be an int64 array, got a CUDA array"):
+        _C.cross_entropy(f((2, 3)), f((2,), "<i4"), f(()), "mean")
+    with pytest.raises(ValueError, match=r"\[cross_entropy\] labels must have shape \(2,\), got \(3,\)"):
+        _C.cross_entropy(f((2, 3)), f((3,), "<i8"), f(()), "mean")
+    with pytest.raises(ValueError, match=r"\[mse\] out must have shape \(\) or \(1,\) for a reduced loss"):
+        _C.mse(f((4,)), f((4,)), f((4,)), "mean")
+    with pytest.raises(ValueError, match=r"\[binary_cross_entropy_with_logits\] pos_weight must have shape \(3,\)"):
+        _C.binary_cross_entropy_with_logits(f((4, 3)), f((4, 3)), f((2,)), f(()), "mean")
+    with pytest.raises(TypeError, match=r"\[multi_margin\] weight is not a CUDA array but x is"):
+        _C.multi_margin(f((4, 3)), f((4,), "<i8"), np.ones(3, np.float32), f(()), "mean", 1, 1.0)

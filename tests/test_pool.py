@@ -2,13 +2,15 @@
 references and torch on edge shapes and random window configurations, float64
 finite differences of every backward, torch's NaN/tie rules, bad arguments, and
 the pooling modules. CI runs this file under every DEEPKERN_ISA."""
+import types
+
 import numpy as np
 import pytest
 
 import deepkern
 import reference as ref
 from deepkern import nn, ops
-from helpers import DTYPES, assert_close, assert_grad, randn, rng, torch_or_skip
+from helpers import DTYPES, assert_close, assert_grad, randn, requires_gpu, rng, to_cpu, to_gpu, torch_or_skip
 
 # (shape, kernel_size, stride, padding, dilation, ceil_mode): the classes of window
 # that take different paths (interior vectors with stride 1 and 2, scalar rims,
@@ -306,3 +308,114 @@ def test_module_gradients_match_finite_differences():
     for m in (nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.AvgPool2d((3, 2), 2, 1, True, False), nn.GlobalAvgPool2d()):
         r = randn(gen, m(x).shape, np.float64)
         assert_grad(m.backward(r), lambda: float((m(x) * r).sum()), x, name=type(m).__name__)
+
+
+# -- CUDA: the same ops on the GPU against the CPU kernels and the reference ------------
+
+GPU_CASES = CASES + random_cases(12, seed=7) + [
+    ((1, 1, 6, 6), 3, 1, 1, 1, False),      # overlapping windows: one input feeds up to 9 outputs
+    ((1, 2, 33, 65), 2, 2, 0, 1, True),     # ceil_mode: a last window hanging over the edge
+]
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", GPU_CASES, ids=_ids)
+def test_gpu_max_pool2d_matches_cpu(case, dtype):
+    shape, k, s, p, d, ceil = case
+    gen = rng(11)
+    x = randn(gen, shape, dtype)
+    y, idx = ops.max_pool2d(x, k, s, p, d, ceil)
+    gy, gidx = ops.max_pool2d(to_gpu(x), k, s, p, d, ceil)
+    np.testing.assert_array_equal(to_cpu(gy), y)  # a max is one of the inputs: exact, index included
+    np.testing.assert_array_equal(to_cpu(gidx), idx)
+    dy = randn(gen, y.shape, dtype)
+    gdx = to_cpu(ops.max_pool2d_backward(to_gpu(dy), gidx, shape))
+    assert_close(gdx, ref.max_pool2d_backward(dy, idx, shape), dtype)
+    assert_close(gdx, ops.max_pool2d_backward(dy, idx, shape), dtype)
+    np.testing.assert_array_equal(to_cpu(ops.max_pool2d_backward(to_gpu(dy), gidx, shape)), gdx)  # deterministic
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_max_pool2d_ties_nans_and_bad_indices(dtype):
+    x = np.zeros((2, 3, 6, 6), dtype)
+    x[0, 0, 1, 1] = np.nan
+    x[1, 2, 3:5, 3:5] = 7
+    y, idx = ops.max_pool2d(x, 3, 1, 1)
+    gy, gidx = ops.max_pool2d(to_gpu(x), 3, 1, 1)
+    np.testing.assert_array_equal(to_cpu(gy), y)
+    np.testing.assert_array_equal(to_cpu(gidx), idx)
+    bad = idx.copy()
+    bad[0, 0, 0, 0] = 36
+    with pytest.raises(ValueError, match=r"\[max_pool2d_backward\] indices has 1 entries outside \[0, H \* W\)"):
+        ops.max_pool2d_backward(to_gpu(y), to_gpu(bad), x.shape)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", GPU_CASES, ids=_ids)
+def test_gpu_avg_pool2d_matches_cpu(case, dtype):
+    shape, k, s, p, _, ceil = case
+    gen = rng(12)
+    x = randn(gen, shape, dtype)
+    for include in (True, False):
+        y = ops.avg_pool2d(x, k, s, p, ceil, include)
+        gy = to_cpu(ops.avg_pool2d(to_gpu(x), k, s, p, ceil, include))
+        assert_close(gy, ref.avg_pool2d(x, k, s, p, ceil, include), dtype)
+        assert_close(gy, y, dtype)
+        dy = randn(gen, y.shape, dtype)
+        gdx = to_cpu(ops.avg_pool2d_backward(to_gpu(dy), shape, k, s, p, ceil, include))
+        assert_close(gdx, ref.avg_pool2d_backward(dy, shape, k, s, p, ceil, include), dtype, scale=4)
+        assert_close(gdx, ops.avg_pool2d_backward(dy, shape, k, s, p, ceil, include), dtype, scale=4)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 7, 7), (1, 5, 13, 17), (3, 4, 64, 64), (0, 2, 3, 3),
+                                   (4, 5, 5)], ids=str)
+def test_gpu_global_avg_pool2d_matches_cpu(shape, dtype):
+    gen = rng(13)
+    x = randn(gen, shape, dtype)
+    gy = to_cpu(ops.global_avg_pool2d(to_gpu(x)))
+    assert_close(gy, ref.global_avg_pool2d(x), dtype, scale=np.sqrt(shape[-1] * shape[-2]))
+    assert_close(gy, ops.global_avg_pool2d(x), dtype, scale=np.sqrt(shape[-1] * shape[-2]))
+    dy = randn(gen, gy.shape, dtype)
+    gdx = to_cpu(ops.global_avg_pool2d_backward(to_gpu(dy), shape))
+    np.testing.assert_array_equal(gdx, ops.global_avg_pool2d_backward(dy, shape))  # dy / (H W): one rounding
+
+
+@requires_gpu
+def test_gpu_pool_checks_match_cpu():
+    x = np.ones((2, 3, 4, 4), np.float32)
+    for fn in (lambda a: ops.max_pool2d(a, 5), lambda a: ops.avg_pool2d(a, 3, padding=2)):
+        with pytest.raises(ValueError) as cpu_err:
+            fn(x)
+        with pytest.raises(ValueError) as gpu_err:
+            fn(to_gpu(x))
+        assert str(gpu_err.value) == str(cpu_err.value)
+    with pytest.raises(TypeError, match=r"\[max_pool2d\] y is not a CUDA array but x is"):
+        deepkern._C.max_pool2d(to_gpu(x), np.empty((2, 3, 2, 2), np.float32), np.empty((2, 3, 2, 2), np.int64),
+                               (2, 2), (2, 2), (0, 0), (1, 1), False)
+
+
+def _fake_cuda(shape, typestr="<f4", readonly=False):
+    """Only the CUDA array interface: the binding must reject it before any GPU work."""
+    return types.SimpleNamespace(__cuda_array_interface__=dict(shape=shape, typestr=typestr, data=(0x1000, readonly),
+                                                               strides=None, version=3))
+
+
+@pytest.mark.skipif(not deepkern._C.cuda_built, reason="deepkern was built without CUDA")
+def test_cuda_arrays_are_checked_before_any_gpu_work():
+    C, f = deepkern._C, _fake_cuda
+    win = ((2, 2), (2, 2), (0, 0), (1, 1), False)
+    with pytest.raises(TypeError, match=r"\[max_pool2d\] indices must be int64, got a CUDA array of typestr '<i4'"):
+        C.max_pool2d(f((2, 3, 4, 4)), f((2, 3, 2, 2)), f((2, 3, 2, 2), "<i4"), *win)
+    with pytest.raises(ValueError, match=r"\[max_pool2d\] y must have shape \(2, 3, 2, 2\), got \(2, 3, 3, 2\)"):
+        C.max_pool2d(f((2, 3, 4, 4)), f((2, 3, 3, 2)), f((2, 3, 2, 2), "<i8"), *win)
+    with pytest.raises(ValueError, match=r"\[max_pool2d\] indices is written in place and must be writeable"):
+        C.max_pool2d(f((2, 3, 4, 4)), f((2, 3, 2, 2)), f((2, 3, 2, 2), "<i8", True), *win)
+    with pytest.raises(TypeError, match=r"\[avg_pool2d\] y has dtype float64, expected float32"):
+        C.avg_pool2d(f((3, 4, 4)), f((3, 2, 2), "<f8"), (2, 2), (2, 2), (0, 0), False, True)
+    with pytest.raises(ValueError, match=r"\[global_avg_pool2d_backward\] dx must be \(N, C, H, W\) or \(C, H, W\)"):
+        C.global_avg_pool2d_backward(f((2, 1, 1)), f((2, 3)))

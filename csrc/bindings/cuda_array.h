@@ -33,9 +33,9 @@ inline bool is_cuda_array(py::handle h) {
   return !py::isinstance<py::array>(h) && py::hasattr(h, "__cuda_array_interface__");
 }
 
-// Describes a float32/float64 C-contiguous CUDA array; raises TypeError for
-// another dtype and ValueError for strided or masked arrays or a bad interface.
-inline CudaArray cuda_array(const char* op, const char* name, py::handle h) {
+// The CUDA array's typestr (e.g. "<f4"); ValueError when the interface is not a
+// dict with shape, typestr and data.
+inline std::string cuda_typestr(const char* op, const char* name, py::handle h) {
   const std::string n(name);
   py::object iface_obj = h.attr("__cuda_array_interface__");
   if (!py::isinstance<py::dict>(iface_obj))
@@ -43,14 +43,16 @@ inline CudaArray cuda_array(const char* op, const char* name, py::handle h) {
   py::dict iface = iface_obj;
   for (const char* key : {"shape", "typestr", "data"})
     if (!iface.contains(key)) value_error(op, n + ".__cuda_array_interface__ has no '" + key + "'");
+  return py::str(iface["typestr"]);
+}
 
+// The rest of the interface of an array whose typestr was accepted, with
+// `itemsize`-byte elements: shape, data, contiguity, stream.
+inline CudaArray cuda_array_parse(const char* op, const char* name, py::handle h, int64_t itemsize) {
+  const std::string n(name);
+  py::dict iface = h.attr("__cuda_array_interface__");
   CudaArray a;
-  std::string typestr = py::str(iface["typestr"]);
-  if (typestr == "<f4") a.dtype = DType::f32;
-  else if (typestr == "<f8") a.dtype = DType::f64;
-  else type_error(op, n + " must be float32 or float64, got a CUDA array of typestr '" + typestr + "'");
-
-  int64_t bytes = a.dtype == DType::f32 ? 4 : 8;
+  int64_t bytes = itemsize;
   for (py::handle s : py::tuple(iface["shape"])) {
     int64_t extent = s.cast<int64_t>();
     if (extent < 0) value_error(op, n + " has a negative extent in its CUDA array interface");
@@ -75,7 +77,7 @@ inline CudaArray cuda_array(const char* op, const char* name, py::handle h) {
     if (strides.size() != a.shape.size())
       value_error(op, n + ".__cuda_array_interface__ has " + std::to_string(strides.size()) +
                           " strides for " + std::to_string(a.shape.size()) + " dimensions");
-    int64_t expect = a.dtype == DType::f32 ? 4 : 8;
+    int64_t expect = itemsize;
     for (size_t i = a.shape.size(); i-- > 0;) {
       if (a.shape[i] > 1 && strides[i].cast<int64_t>() != expect)
         value_error(op, n + " must be a C-contiguous CUDA array (make a contiguous copy first)");
@@ -89,6 +91,30 @@ inline CudaArray cuda_array(const char* op, const char* name, py::handle h) {
     a.stream = s;
   }
   return a;
+}
+
+// Describes a float32/float64 C-contiguous CUDA array; raises TypeError for
+// another dtype and ValueError for strided or masked arrays or a bad interface.
+inline CudaArray cuda_array(const char* op, const char* name, py::handle h) {
+  const std::string n(name), typestr = cuda_typestr(op, name, h);
+  DType dtype = DType::f32;
+  if (typestr == "<f8") dtype = DType::f64;
+  else if (typestr != "<f4")
+    type_error(op, n + " must be float32 or float64, got a CUDA array of typestr '" + typestr + "'");
+  CudaArray a = cuda_array_parse(op, name, h, dtype == DType::f32 ? 4 : 8);
+  a.dtype = dtype;
+  return a;
+}
+
+// A C-contiguous CUDA array of one non-float element type: `typestr` "<i8"
+// (int64 indices and labels) or "|b1" (bool masks). TypeError for another type,
+// with "`name` must be `what`, got ..." (data.dtype is then meaningless).
+inline CudaArray cuda_array_of(const char* op, const char* name, py::handle h, const std::string& typestr,
+                               const char* what) {
+  const std::string got = cuda_typestr(op, name, h);
+  if (got != typestr)
+    type_error(op, std::string(name) + " must be " + what + ", got a CUDA array of typestr '" + got + "'");
+  return cuda_array_parse(op, name, h, typestr == "|b1" ? 1 : 8);
 }
 
 // An array the op writes: also must not be read-only.
@@ -105,14 +131,22 @@ inline void check_same_device(const char* op, const char* name, py::handle h, bo
                        (cuda ? " is" : " is not") + ": the arrays of one call must be on the same device");
 }
 
-// True when the call's arrays are CUDA arrays (the first one decides, the
-// others must agree); TypeError without a CUDA build.
+// True when the call's arrays are CUDA arrays: the first one that is not None
+// decides, the others that are not None (optional arguments) must agree;
+// TypeError without a CUDA build.
 inline bool on_gpu(const char* op, std::initializer_list<std::pair<const char*, py::handle>> arrays) {
-  const auto first = *arrays.begin();
-  const bool cuda = is_cuda_array(first.second);
-  for (auto [name, h] : arrays) check_same_device(op, name, h, cuda, first.first);
+  const std::pair<const char*, py::handle>* first = nullptr;
+  for (const auto& a : arrays)
+    if (!a.second.is_none()) {
+      first = &a;
+      break;
+    }
+  if (!first) return false;
+  const bool cuda = is_cuda_array(first->second);
+  for (auto [name, h] : arrays)
+    if (!h.is_none()) check_same_device(op, name, h, cuda, first->first);
 #ifndef DK_WITH_CUDA
-  if (cuda) type_error(op, std::string(first.first) + " is a CUDA array, but deepkern was built without CUDA");
+  if (cuda) type_error(op, std::string(first->first) + " is a CUDA array, but deepkern was built without CUDA");
 #endif
   return cuda;
 }

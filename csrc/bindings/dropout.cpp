@@ -1,10 +1,13 @@
-// Dropout: y and the keep mask (numpy bool, one byte per element) are written in
-// place (backward also reads an integer mask: nonzero is kept); p in [0, 1]; the seed picks the counter-based stream (core/random.h).
+// Dropout: y and the keep mask (bool, one byte per element) are written in
+// place (backward also reads an integer numpy mask: nonzero is kept); p in
+// [0, 1]; the seed picks the counter-based stream (core/random.h), so numpy
+// arrays (CPU kernels) and CUDA arrays (GPU kernels) get the same mask.
 #include <cmath>
 #include <string>
 
-#include "bindings/common.h"
+#include "bindings/operand.h"
 #include "cpu/dropout.h"
+#include "cuda/dropout.h"
 
 namespace dk::bind {
 
@@ -14,57 +17,39 @@ void check_p(const char* op, double p) {
   if (!(p >= 0.0 && p <= 1.0)) value_error(op, "p must be a probability in [0, 1], got " + std::to_string(p));
 }
 
-// The mask: C-contiguous, writeable when written, numpy bool, x's shape.
-py::array mask_array(const char* op, py::handle h, const std::vector<int64_t>& shape, bool written) {
-  py::array m = as_array(op, "mask", h);
-  const char kind = m.dtype().kind();
-  const bool is_bool = m.dtype().is(py::dtype::of<bool>());
-  if (written) {
-    if (!is_bool) type_error(op, "mask is written in place and must be a bool array, got " + dtype_name(m));
-    if (!(m.flags() & py::array::c_style)) value_error(op, "mask is written in place and must be C-contiguous");
-    if (!m.writeable()) value_error(op, "mask is written in place and must be writeable");
-  } else if (!is_bool && kind != 'i' && kind != 'u') {
-    type_error(op, "mask must be a bool (or integer) array, got " + dtype_name(m));
-  } else if (!is_bool || !(m.flags() & py::array::c_style)) {
-    m = c_contiguous(m, py::dtype::of<bool>());  // read only: integers mean kept when nonzero
-  }
-  check_shape(op, "mask", m, shape);
-  return m;
-}
-
 void dropout(py::handle x, py::handle y, py::handle mask, double p, uint64_t seed) {
   const char* op = "dropout";
   check_p(op, p);
-  const DType dt = float_dtype(op, "x", as_array(op, "x", x));
-  py::array xa = input(op, "x", x, dt), ya = output(op, "y", y, dt);
-  check_shape(op, "y", ya, shape_of(xa));
-  py::array ma = mask_array(op, mask, shape_of(xa), true);
-  DropoutParams prm{static_cast<int64_t>(xa.size()), p, seed};
+  Args a(op, on_gpu(op, {{"x", x}, {"y", y}, {"mask", mask}}));
+  const DType dt = a.dtype_of("x", x);
+  Operand xa = a.in("x", x, dt), ya = a.out("y", y, dt);
+  a.check_shape("y", ya, xa.shape);
+  Operand ma = a.mask("mask", mask, true);
+  a.check_shape("mask", ma, xa.shape);
+  DropoutParams prm{xa.size(), p, seed};
   by_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
-    const T* xp = in_ptr<T>(xa);
-    T* yp = out_ptr<T>(ya);
-    auto* mp = static_cast<uint8_t*>(ma.mutable_data());
     py::gil_scoped_release nogil;
-    cpu::dropout_kernels<T>().forward(prm, xp, yp, mp);
+    if (a.gpu()) DK_CUDA(cuda::dropout_forward<T>(prm, xa.ptr<T>(), ya.ptr<T>(), ma.ptr<uint8_t>(), a.stream()));
+    else cpu::dropout_kernels<T>().forward(prm, xa.ptr<T>(), ya.ptr<T>(), ma.ptr<uint8_t>());
   });
 }
 
 void dropout_backward(py::handle dy, py::handle mask, py::handle dx, double p) {
   const char* op = "dropout_backward";
   check_p(op, p);
-  const DType dt = float_dtype(op, "dy", as_array(op, "dy", dy));
-  py::array ga = input(op, "dy", dy, dt), da = output(op, "dx", dx, dt);
-  check_shape(op, "dx", da, shape_of(ga));
-  py::array ma = mask_array(op, mask, shape_of(ga), false);
-  DropoutParams prm{static_cast<int64_t>(ga.size()), p, 0};
+  Args a(op, on_gpu(op, {{"dy", dy}, {"mask", mask}, {"dx", dx}}));
+  const DType dt = a.dtype_of("dy", dy);
+  Operand ga = a.in("dy", dy, dt), da = a.out("dx", dx, dt);
+  a.check_shape("dx", da, ga.shape);
+  Operand ma = a.mask("mask", mask, false);
+  a.check_shape("mask", ma, ga.shape);
+  DropoutParams prm{ga.size(), p, 0};
   by_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
-    const T* gp = in_ptr<T>(ga);
-    const auto* mp = static_cast<const uint8_t*>(ma.data());
-    T* dp = out_ptr<T>(da);
     py::gil_scoped_release nogil;
-    cpu::dropout_kernels<T>().backward(prm, gp, mp, dp);
+    if (a.gpu()) DK_CUDA(cuda::dropout_backward<T>(prm, ga.ptr<T>(), ma.ptr<const uint8_t>(), da.ptr<T>(), a.stream()));
+    else cpu::dropout_kernels<T>().backward(prm, ga.ptr<T>(), ma.ptr<const uint8_t>(), da.ptr<T>());
   });
 }
 

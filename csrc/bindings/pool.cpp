@@ -2,13 +2,15 @@
 // x is (N, C, H, W) (N may be 0) or unbatched (C, H, W), as torch; outputs are
 // allocated by deepkern.ops with pool2d_output_shape and checked here.
 // The window arguments are (h, w) pairs; every rule torch enforces is checked
-// here with its own message before any kernel runs.
+// here with its own message before any kernel runs. numpy arrays run the CPU
+// kernels, CUDA arrays the GPU kernels, after the same checks.
 #include <pybind11/stl.h>
 
 #include <array>
 
-#include "bindings/common.h"
+#include "bindings/operand.h"
 #include "cpu/pool.h"
+#include "cuda/pool.h"
 
 namespace dk::bind {
 
@@ -93,26 +95,17 @@ static void check_planes(const char* op, const char* name, const std::vector<int
       value_error(op, std::string(name) + " must have non-empty C, H and W (only the batch may be 0), got shape " + got);
   if (shape[0] < 0) value_error(op, std::string(name) + " has a negative size: " + got);
 }
-static void check_planes(const char* op, const char* name, const py::array& x) { check_planes(op, name, shape_of(x)); }
+static void check_planes(const char* op, const char* name, const Operand& x) { check_planes(op, name, x.shape); }
 
 // x's shape with the last two sizes replaced.
-static std::vector<int64_t> with_hw(const py::array& x, int64_t h, int64_t w) {
-  std::vector<int64_t> s = shape_of(x);
+static std::vector<int64_t> with_hw(const Operand& x, int64_t h, int64_t w) {
+  std::vector<int64_t> s = x.shape;
   s[s.size() - 2] = h;
   s[s.size() - 1] = w;
   return s;
 }
 
-static int64_t planes_of(const py::array& x) { return x.ndim() == 4 ? x.shape(0) * x.shape(1) : x.shape(0); }
-
-// indices: written in place, so int64, C-contiguous and writeable.
-static py::array index_output(const char* op, py::handle h) {
-  py::array a = as_array(op, "indices", h);
-  if (!a.dtype().is(py::dtype::of<int64_t>())) type_error(op, "indices must be int64, got " + dtype_name(a));
-  if (!(a.flags() & py::array::c_style)) value_error(op, "indices is written in place and must be C-contiguous");
-  if (!a.writeable()) value_error(op, "indices is written in place and must be writeable");
-  return a;
-}
+static int64_t planes_of(const Operand& x) { return x.ndim() == 4 ? x.dim(0) * x.dim(1) : x.dim(0); }
 
 void bind_pool(py::module_& m) {
   m.def(
@@ -140,24 +133,22 @@ void bind_pool(py::module_& m) {
       [](py::handle x_, py::handle y_, py::handle idx_, Pair kernel, Pair stride, Pair padding, Pair dilation,
          bool ceil_mode) {
         const char* op = "max_pool2d";
-        py::array x0 = as_array(op, "x", x_);
-        DType dt = float_dtype(op, "x", x0);
-        py::array x = input(op, "x", x0, dt);
+        Args a(op, on_gpu(op, {{"x", x_}, {"y", y_}, {"indices", idx_}}));
+        DType dt = a.dtype_of("x", x_);
+        Operand x = a.in("x", x_, dt);
         check_planes(op, "x", x);
         Window w(op, kernel, stride, padding, dilation, ceil_mode);
-        int64_t ih = x.shape(x.ndim() - 2), iw = x.shape(x.ndim() - 1);
+        int64_t ih = x.dim(-2), iw = x.dim(-1);
         Pair o = w.out_shape(op, "x", ih, iw);
-        py::array y = output(op, "y", y_, dt), idx = index_output(op, idx_);
-        check_shape(op, "y", y, with_hw(x, o[0], o[1]));
-        check_shape(op, "indices", idx, with_hw(x, o[0], o[1]));
+        Operand y = a.out("y", y_, dt), idx = a.index_out("indices", idx_);
+        a.check_shape("y", y, with_hw(x, o[0], o[1]));
+        a.check_shape("indices", idx, with_hw(x, o[0], o[1]));
         PoolParams p = w.params(planes_of(x), ih, iw, o);
         by_dtype(dt, [&](auto tag) {
           using T = decltype(tag);
-          const T* px = in_ptr<T>(x);
-          T* py_ = out_ptr<T>(y);
-          int64_t* pi = out_ptr<int64_t>(idx);
           py::gil_scoped_release nogil;
-          cpu::pool_kernels<T>().max_pool2d(p, px, py_, pi);
+          if (a.gpu()) DK_CUDA(cuda::max_pool2d<T>(p, x.ptr<T>(), y.ptr<T>(), idx.ptr<int64_t>(), a.stream()));
+          else cpu::pool_kernels<T>().max_pool2d(p, x.ptr<T>(), y.ptr<T>(), idx.ptr<int64_t>());
         });
       },
       py::arg("x"), py::arg("y"), py::arg("indices"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -167,27 +158,25 @@ void bind_pool(py::module_& m) {
       "max_pool2d_backward",
       [](py::handle dy_, py::handle idx_, py::handle dx_) {
         const char* op = "max_pool2d_backward";
-        py::array dy0 = as_array(op, "dy", dy_);
-        DType dt = float_dtype(op, "dy", dy0);
-        py::array dy = input(op, "dy", dy0, dt), dx = output(op, "dx", dx_, dt);
-        py::array_t<int64_t> idx = labels(op, "indices", idx_);
+        Args a(op, on_gpu(op, {{"dy", dy_}, {"indices", idx_}, {"dx", dx_}}));
+        DType dt = a.dtype_of("dy", dy_);
+        Operand dy = a.in("dy", dy_, dt), dx = a.out("dx", dx_, dt);
+        Operand idx = a.index_in("indices", idx_);
         check_planes(op, "dx", dx);
-        check_shape(op, "dy", dy, with_hw(dx, dy.ndim() >= 2 ? dy.shape(dy.ndim() - 2) : -1,
-                                          dy.ndim() >= 2 ? dy.shape(dy.ndim() - 1) : -1));
-        check_shape(op, "indices", idx, shape_of(dy));
+        a.check_shape("dy", dy, with_hw(dx, dy.ndim() >= 2 ? dy.dim(-2) : -1, dy.ndim() >= 2 ? dy.dim(-1) : -1));
+        a.check_shape("indices", idx, dy.shape);
         PoolParams p;
         p.planes = planes_of(dx);
-        p.ih = dx.shape(dx.ndim() - 2);
-        p.iw = dx.shape(dx.ndim() - 1);
-        p.oh = dy.shape(dy.ndim() - 2);
-        p.ow = dy.shape(dy.ndim() - 1);
-        int64_t bad = by_dtype(dt, [&](auto tag) {
+        p.ih = dx.dim(-2);
+        p.iw = dx.dim(-1);
+        p.oh = dy.dim(-2);
+        p.ow = dy.dim(-1);
+        int64_t bad = by_dtype(dt, [&](auto tag) -> int64_t {
           using T = decltype(tag);
-          const T* pdy = in_ptr<T>(dy);
-          const int64_t* pi = idx.data();
-          T* pdx = out_ptr<T>(dx);
           py::gil_scoped_release nogil;
-          return cpu::pool_kernels<T>().max_pool2d_backward(p, pdy, pi, pdx);
+          if (a.gpu()) DK_CUDA(return cuda::max_pool2d_backward<T>(p, dy.ptr<T>(), idx.ptr<int64_t>(), dx.ptr<T>(),
+                                                                  a.stream()));
+          return cpu::pool_kernels<T>().max_pool2d_backward(p, dy.ptr<T>(), idx.ptr<int64_t>(), dx.ptr<T>());
         });
         if (bad > 0)
           value_error(op, "indices has " + std::to_string(bad) + " entries outside [0, H * W) = [0, " +
@@ -201,23 +190,22 @@ void bind_pool(py::module_& m) {
       [](py::handle x_, py::handle y_, Pair kernel, Pair stride, Pair padding, bool ceil_mode,
          bool count_include_pad) {
         const char* op = "avg_pool2d";
-        py::array x0 = as_array(op, "x", x_);
-        DType dt = float_dtype(op, "x", x0);
-        py::array x = input(op, "x", x0, dt);
+        Args a(op, on_gpu(op, {{"x", x_}, {"y", y_}}));
+        DType dt = a.dtype_of("x", x_);
+        Operand x = a.in("x", x_, dt);
         check_planes(op, "x", x);
         Window w(op, kernel, stride, padding, {1, 1}, ceil_mode);
-        int64_t ih = x.shape(x.ndim() - 2), iw = x.shape(x.ndim() - 1);
+        int64_t ih = x.dim(-2), iw = x.dim(-1);
         Pair o = w.out_shape(op, "x", ih, iw);
-        py::array y = output(op, "y", y_, dt);
-        check_shape(op, "y", y, with_hw(x, o[0], o[1]));
+        Operand y = a.out("y", y_, dt);
+        a.check_shape("y", y, with_hw(x, o[0], o[1]));
         PoolParams p = w.params(planes_of(x), ih, iw, o);
         p.count_include_pad = count_include_pad;
         by_dtype(dt, [&](auto tag) {
           using T = decltype(tag);
-          const T* px = in_ptr<T>(x);
-          T* py_ = out_ptr<T>(y);
           py::gil_scoped_release nogil;
-          cpu::pool_kernels<T>().avg_pool2d(p, px, py_);
+          if (a.gpu()) DK_CUDA(cuda::avg_pool2d<T>(p, x.ptr<T>(), y.ptr<T>(), a.stream()));
+          else cpu::pool_kernels<T>().avg_pool2d(p, x.ptr<T>(), y.ptr<T>());
         });
       },
       py::arg("x"), py::arg("y"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -228,22 +216,21 @@ void bind_pool(py::module_& m) {
       [](py::handle dy_, py::handle dx_, Pair kernel, Pair stride, Pair padding, bool ceil_mode,
          bool count_include_pad) {
         const char* op = "avg_pool2d_backward";
-        py::array dy0 = as_array(op, "dy", dy_);
-        DType dt = float_dtype(op, "dy", dy0);
-        py::array dy = input(op, "dy", dy0, dt), dx = output(op, "dx", dx_, dt);
+        Args a(op, on_gpu(op, {{"dy", dy_}, {"dx", dx_}}));
+        DType dt = a.dtype_of("dy", dy_);
+        Operand dy = a.in("dy", dy_, dt), dx = a.out("dx", dx_, dt);
         check_planes(op, "dx", dx);
         Window w(op, kernel, stride, padding, {1, 1}, ceil_mode);
-        int64_t ih = dx.shape(dx.ndim() - 2), iw = dx.shape(dx.ndim() - 1);
+        int64_t ih = dx.dim(-2), iw = dx.dim(-1);
         Pair o = w.out_shape(op, "dx", ih, iw);
-        check_shape(op, "dy", dy, with_hw(dx, o[0], o[1]));
+        a.check_shape("dy", dy, with_hw(dx, o[0], o[1]));
         PoolParams p = w.params(planes_of(dx), ih, iw, o);
         p.count_include_pad = count_include_pad;
         by_dtype(dt, [&](auto tag) {
           using T = decltype(tag);
-          const T* pdy = in_ptr<T>(dy);
-          T* pdx = out_ptr<T>(dx);
           py::gil_scoped_release nogil;
-          cpu::pool_kernels<T>().avg_pool2d_backward(p, pdy, pdx);
+          if (a.gpu()) DK_CUDA(cuda::avg_pool2d_backward<T>(p, dy.ptr<T>(), dx.ptr<T>(), a.stream()));
+          else cpu::pool_kernels<T>().avg_pool2d_backward(p, dy.ptr<T>(), dx.ptr<T>());
         });
       },
       py::arg("dy"), py::arg("dx"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
@@ -253,19 +240,18 @@ void bind_pool(py::module_& m) {
       "global_avg_pool2d",
       [](py::handle x_, py::handle y_) {
         const char* op = "global_avg_pool2d";
-        py::array x0 = as_array(op, "x", x_);
-        DType dt = float_dtype(op, "x", x0);
-        py::array x = input(op, "x", x0, dt);
+        Args a(op, on_gpu(op, {{"x", x_}, {"y", y_}}));
+        DType dt = a.dtype_of("x", x_);
+        Operand x = a.in("x", x_, dt);
         check_planes(op, "x", x);
-        py::array y = output(op, "y", y_, dt);
-        check_shape(op, "y", y, with_hw(x, 1, 1));
-        int64_t planes = planes_of(x), hw = x.shape(x.ndim() - 2) * x.shape(x.ndim() - 1);
+        Operand y = a.out("y", y_, dt);
+        a.check_shape("y", y, with_hw(x, 1, 1));
+        int64_t planes = planes_of(x), hw = x.dim(-2) * x.dim(-1);
         by_dtype(dt, [&](auto tag) {
           using T = decltype(tag);
-          const T* px = in_ptr<T>(x);
-          T* py_ = out_ptr<T>(y);
           py::gil_scoped_release nogil;
-          cpu::pool_kernels<T>().global_avg_pool2d(planes, hw, px, py_);
+          if (a.gpu()) DK_CUDA(cuda::global_avg_pool2d<T>(planes, hw, x.ptr<T>(), y.ptr<T>(), a.stream()));
+          else cpu::pool_kernels<T>().global_avg_pool2d(planes, hw, x.ptr<T>(), y.ptr<T>());
         });
       },
       py::arg("x"), py::arg("y"), "y (..., 1, 1) = the mean of each (h, w) plane of x, in place.");
@@ -274,18 +260,17 @@ void bind_pool(py::module_& m) {
       "global_avg_pool2d_backward",
       [](py::handle dy_, py::handle dx_) {
         const char* op = "global_avg_pool2d_backward";
-        py::array dy0 = as_array(op, "dy", dy_);
-        DType dt = float_dtype(op, "dy", dy0);
-        py::array dy = input(op, "dy", dy0, dt), dx = output(op, "dx", dx_, dt);
+        Args a(op, on_gpu(op, {{"dy", dy_}, {"dx", dx_}}));
+        DType dt = a.dtype_of("dy", dy_);
+        Operand dy = a.in("dy", dy_, dt), dx = a.out("dx", dx_, dt);
         check_planes(op, "dx", dx);
-        check_shape(op, "dy", dy, with_hw(dx, 1, 1));
-        int64_t planes = planes_of(dx), hw = dx.shape(dx.ndim() - 2) * dx.shape(dx.ndim() - 1);
+        a.check_shape("dy", dy, with_hw(dx, 1, 1));
+        int64_t planes = planes_of(dx), hw = dx.dim(-2) * dx.dim(-1);
         by_dtype(dt, [&](auto tag) {
           using T = decltype(tag);
-          const T* pdy = in_ptr<T>(dy);
-          T* pdx = out_ptr<T>(dx);
           py::gil_scoped_release nogil;
-          cpu::pool_kernels<T>().global_avg_pool2d_backward(planes, hw, pdy, pdx);
+          if (a.gpu()) DK_CUDA(cuda::global_avg_pool2d_backward<T>(planes, hw, dy.ptr<T>(), dx.ptr<T>(), a.stream()));
+          else cpu::pool_kernels<T>().global_avg_pool2d_backward(planes, hw, dy.ptr<T>(), dx.ptr<T>());
         });
       },
       py::arg("dy"), py::arg("dx"), "dx (written in place) of global average pooling.");

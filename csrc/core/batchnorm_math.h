@@ -7,6 +7,8 @@
 // in the input dtype, then merge the blocks, so no sum of squares of the raw
 // values (which cancels catastrophically when |mean| >> std) is ever formed.
 #pragma once
+#include <cmath>
+
 #include "core/dk.h"
 
 namespace dk {
@@ -46,6 +48,28 @@ DK_HOST_DEVICE BnMoments bn_block(double n, double c, double s1, double s2) {
 // torch's running-statistic update: running <- (1 - momentum) * running + momentum * batch.
 DK_HOST_DEVICE double bn_running(double running, double batch, double momentum) {
   return (1.0 - momentum) * running + momentum * batch;
+}
+
+// 1 / sqrt(var + eps): the forward's save_invstd from the biased variance (training)
+// or the running variance (eval).
+DK_HOST_DEVICE double bn_invstd(double var, double eps) { return 1.0 / ::sqrt(var + eps); }
+
+// The per-channel terms of the backward from s_dy = sum dy and s_dy_xmu =
+// sum dy (x - mean) over the channel's m values: dbias = s_dy, dweight =
+// s_dy_xmu * invstd, and bn_backward's coefficients (mean_dy = k = 0 in eval).
+struct BnBackCoef {
+  double dweight, dbias, mean_dy, k, scale;
+};
+
+DK_HOST_DEVICE BnBackCoef bn_backward_coef(double s_dy, double s_dy_xmu, double invstd, double weight, double m,
+                                           bool training) {
+  BnBackCoef c;
+  c.dbias = s_dy;
+  c.dweight = s_dy_xmu * invstd;
+  c.scale = invstd * weight;
+  c.mean_dy = training ? s_dy / m : 0.0;
+  c.k = training ? invstd * invstd * s_dy_xmu / m : 0.0;
+  return c;
 }
 
 // y = (x - mean) * scale + shift, scale = invstd * weight, shift = bias.

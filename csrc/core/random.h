@@ -27,4 +27,13 @@ DK_HOST_DEVICE bool dropout_keep(uint64_t seed, uint64_t i, uint64_t threshold) 
   return (random_bits(seed, i) >> 32) >= threshold;
 }
 
+// The survivors' scale 1 / (1 - p); 0 when p == 1 (nothing survives), as torch.
+DK_HOST_DEVICE double dropout_scale(double p) { return p < 1.0 ? 1.0 / (1.0 - p) : 0.0; }
+
+// A kept element scaled, a dropped one times 0 (so a dropped NaN stays NaN, as torch).
+template <class T>
+DK_HOST_DEVICE T dropout_apply(T x, bool keep, T scale) {
+  return x * (keep ? scale : T(0));
+}
+
 }  // namespace dk

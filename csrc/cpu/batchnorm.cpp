@@ -351,7 +351,7 @@ static void forward(const BatchNormParams& p, const T* x, const T* weight, const
   };
   if (!p.training) {
     for (int64_t c = 0; c < C; ++c)
-      set(c, double(running_mean[c]), 1.0 / std::sqrt(double(running_var[c]) + p.eps));
+      set(c, double(running_mean[c]), bn_invstd(double(running_var[c]), p.eps));
     if (L == 1) {
 #pragma omp parallel for num_threads(threads_for(M * C)) schedule(static)
       for (int64_t r = 0; r < N; ++r) normalize_rows(x, y, C, r, r + 1, mean.data(), scale.data(), shift.data());
@@ -371,8 +371,7 @@ static void forward(const BatchNormParams& p, const T* x, const T* weight, const
     return;
   }
   auto finish = [&](int64_t c, const BnMoments& m) {
-    double var = m.m2 / double(M);
-    set(c, m.mean, 1.0 / std::sqrt(var + p.eps));
+    set(c, m.mean, bn_invstd(m.m2 / double(M), p.eps));
     if (running_mean) {
       running_mean[c] = T(bn_running(double(running_mean[c]), m.mean, p.momentum));
       running_var[c] = T(bn_running(double(running_var[c]), m.m2 / double(M - 1), p.momentum));
@@ -413,12 +412,13 @@ static void backward(const BatchNormParams& p, const T* dy, const T* x, const T*
   BackCoef<T> cf(C);
   for (int64_t c = 0; c < C; ++c) cf.mean[c] = save_mean[c];
   auto finish = [&](int64_t c, const BnSums& s) {
-    double invstd = double(save_invstd[c]);
-    if (dbias) dbias[c] = T(s.dy);
-    if (dweight) dweight[c] = T(s.dy_xmu * invstd);
-    cf.scale[c] = T(invstd * (weight ? double(weight[c]) : 1.0));
-    cf.mean_dy[c] = p.training ? T(s.dy / double(M)) : T(0);
-    cf.k[c] = p.training ? T(invstd * invstd * s.dy_xmu / double(M)) : T(0);
+    const BnBackCoef k = bn_backward_coef(s.dy, s.dy_xmu, double(save_invstd[c]), weight ? double(weight[c]) : 1.0,
+                                          double(M), p.training);
+    if (dbias) dbias[c] = T(k.dbias);
+    if (dweight) dweight[c] = T(k.dweight);
+    cf.scale[c] = T(k.scale);
+    cf.mean_dy[c] = T(k.mean_dy);
+    cf.k[c] = T(k.k);
   };
   if (L == 1) {
     by_rows<BnSums>(

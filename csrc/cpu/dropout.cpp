@@ -13,28 +13,23 @@
 namespace dk::cpu::DK_ISA_NS {
 
 template <class T>
-static T keep_scale(double p) {
-  return p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
-}
-
-template <class T>
 static void forward(const DropoutParams& p, const T* x, T* y, uint8_t* mask) {
   const uint64_t threshold = dropout_threshold(p.p);
-  const T scale = keep_scale<T>(p.p);
+  const T scale = T(dropout_scale(p.p));
   for_each_range(1, &p.n, 64, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const bool keep = dropout_keep(p.seed, static_cast<uint64_t>(i), threshold);
       mask[i] = keep;
-      y[i] = x[i] * (keep ? scale : T(0));  // x * 0, as torch: a dropped NaN stays NaN
+      y[i] = dropout_apply(x[i], keep, scale);
     }
   });
 }
 
 template <class T>
 static void backward(const DropoutParams& p, const T* dy, const uint8_t* mask, T* dx) {
-  const T scale = keep_scale<T>(p.p);
+  const T scale = T(dropout_scale(p.p));
   for_each_range(1, &p.n, 64, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (mask[i] ? scale : T(0));
+    for (int64_t i = begin; i < end; ++i) dx[i] = dropout_apply(dy[i], mask[i] != 0, scale);
   });
 }
 

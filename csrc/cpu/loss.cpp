@@ -28,6 +28,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/loss_math.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "cpu/simd_math.h"
@@ -50,8 +51,8 @@ static void cross_entropy(const LossParams& p, const T* logits, const int64_t* l
   for (int64_t i = 0; i < p.n; ++i) {
     const T* x = logits + i * p.c;
     T m = row_max(x, p.c);
-    loss[i] = std::log(row_sum_exp(x, p.c, m, static_cast<T*>(nullptr), static_cast<Vec<T>*>(nullptr))) +
-              (m - x[labels[i]]);
+    loss[i] = cross_entropy_row(row_sum_exp(x, p.c, m, static_cast<T*>(nullptr), static_cast<Vec<T>*>(nullptr)),
+                                m, x[labels[i]]);
   }
   if (p.reduction == Reduction::none) return;
   double total = 0.0;
@@ -87,12 +88,10 @@ static void mse(const LossParams& p, const T* pred, const T* target, T* out) {
     for_each_range(1, &n, 64, [&](int64_t, int64_t begin, int64_t end) {
       int64_t i = begin;
       for (; i + V::width <= end; i += V::width) {
-        V d = V::load(pred + i) - V::load(target + i);
-        (d * d).store(out + i);
+        mse_term(V::load(pred + i), V::load(target + i)).store(out + i);
       }
       if (i < end) {
-        V d = V::load(pred + i, end - i) - V::load(target + i, end - i);
-        (d * d).store(out + i, end - i);
+        mse_term(V::load(pred + i, end - i), V::load(target + i, end - i)).store(out + i, end - i);
       }
     });
     return;
@@ -133,9 +132,9 @@ static void mse_backward(const LossParams& p, const T* pred, const T* target, co
     for_each_range(1, &n, 64, [&](int64_t, int64_t begin, int64_t end) {
       int64_t i = begin;
       for (; i + V::width <= end; i += V::width)
-        (scale * (V::load(pred + i) - V::load(target + i)) * upstream(i, V::width)).store(dpred + i);
+        mse_grad(V::load(pred + i), V::load(target + i), scale, upstream(i, V::width)).store(dpred + i);
       if (i < end)
-        (scale * (V::load(pred + i, end - i) - V::load(target + i, end - i)) * upstream(i, end - i))
+        mse_grad(V::load(pred + i, end - i), V::load(target + i, end - i), scale, upstream(i, end - i))
             .store(dpred + i, end - i);
     });
   };
@@ -160,17 +159,12 @@ static void reduce_rows(Reduction r, int64_t rows, int64_t count, int64_t work, 
 }
 
 template <class T>
-static T bce_element(T x, T t, T l) {
-  return (T(1) - t) * x + l * (std::log1p(std::exp(-std::abs(x))) + std::max(-x, T(0)));
-}
-
-template <class T>
 static void bce_with_logits(const LossParams& p, const T* x, const T* t, const T* pos_weight, T* out) {
   reduce_rows(p.reduction, p.n, p.n * p.c, p.n * p.c, out, [&](int64_t i, T* each) {
     double sum = 0.0;
     for (int64_t j = 0, k = i * p.c; j < p.c; ++j, ++k) {
-      const T l = pos_weight ? T(1) + (pos_weight[j] - T(1)) * t[k] : T(1);
-      const T v = bce_element(x[k], t[k], l);
+      const T l = pos_weight ? bce_pos_coef(pos_weight[j], t[k]) : T(1);
+      const T v = bce_term(x[k], t[k], l);
       if (each) each[k] = v;
       else sum += double(v);
     }
@@ -186,9 +180,8 @@ static void bce_with_logits_backward(const LossParams& p, const T* x, const T* t
   const int64_t n = p.n * p.c;
 #pragma omp parallel for num_threads(threads_for(n)) schedule(static)
   for (int64_t k = 0; k < n; ++k) {
-    const T l = pos_weight ? T(1) + (pos_weight[k % p.c] - T(1)) * t[k] : T(1);
-    const T sig_neg = T(1) / (T(1) + std::exp(x[k]));  // sigmoid(-x)
-    dx[k] = ((T(1) - t[k]) - l * sig_neg) * (each ? dout[k] : g_all);
+    const T l = pos_weight ? bce_pos_coef(pos_weight[k % p.c], t[k]) : T(1);
+    dx[k] = bce_grad(x[k], t[k], l) * (each ? dout[k] : g_all);
   }
 }
 
@@ -201,7 +194,7 @@ static void multi_margin(const MarginParams& p, const T* x, const int64_t* label
     T sum = T(0);
     for (int64_t j = 0; j < p.c; ++j) {
       const T h = margin + row[j];
-      if (j != y && h > T(0)) sum += p.p_norm == 1 ? h : h * h;
+      if (j != y && h > T(0)) sum += margin_term(h, p.p_norm);
     }
     const T v = w * sum / T(p.c);
     if (each) each[i] = v;
@@ -223,7 +216,7 @@ static void multi_margin_backward(const MarginParams& p, const T* x, const int64
     T total = T(0);
     for (int64_t j = 0; j < p.c; ++j) {
       const T h = margin + row[j];
-      d[j] = (j != y && h > T(0)) ? g * (p.p_norm == 1 ? T(1) : T(2) * h) : T(0);
+      d[j] = (j != y && h > T(0)) ? margin_grad(h, p.p_norm, g) : T(0);
       total += d[j];
     }
     d[y] = -total;

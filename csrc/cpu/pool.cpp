@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/pool_math.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 
@@ -32,18 +33,8 @@ namespace dk::cpu::DK_ISA_NS {
 
 // ---- window geometry ---------------------------------------------------------
 
-// The taps of one window along one axis that fall inside the input: `count`
-// taps from input position `first`, `d` apart.
-struct Taps {
-  int64_t first, count;
-};
-
-static inline Taps window_taps(int64_t o, int64_t s, int64_t pad, int64_t k, int64_t d, int64_t in) {
-  int64_t start = o * s - pad;
-  int64_t skip = start < 0 ? (-start + d - 1) / d : 0;  // taps in the low padding
-  int64_t end = in - 1 - start < 0 ? 0 : std::min(k, (in - 1 - start) / d + 1);
-  return {start + skip * d, std::max<int64_t>(0, end - skip)};
-}
+// A window's taps along one axis: core/pool_math.h's pool_taps, shared with the CUDA kernels.
+using Taps = PoolTaps;
 
 // Outputs [lo, hi) along one axis whose every tap is inside the input.
 struct Span {
@@ -61,7 +52,7 @@ static inline Span interior(int64_t out, int64_t s, int64_t pad, int64_t k, int6
 // computed once per call (the rim's windows then cost no integer division).
 static std::vector<Taps> column_taps(const PoolParams& p, int64_t dw) {
   std::vector<Taps> cols(p.ow);
-  for (int64_t ow = 0; ow < p.ow; ++ow) cols[ow] = window_taps(ow, p.sw, p.pw, p.kw, dw, p.iw);
+  for (int64_t ow = 0; ow < p.ow; ++ow) cols[ow] = pool_taps(ow, p.sw, p.pw, p.kw, dw, p.iw);
   return cols;
 }
 
@@ -169,7 +160,7 @@ static void max_window(const T* xp, int64_t iw, Taps r, Taps c, int64_t dh, int6
     for (int64_t j = 0; j < c.count; ++j) {
       int64_t at = (r.first + i * dh) * iw + c.first + j * dw;
       T v = xp[at];
-      bool take = (v > m) | (v != v);
+      bool take = pool_replaces(v, m);
       m = pick(take, v, m);
       best = pick(take, at, best);
     }
@@ -245,7 +236,7 @@ static void max_pool2d(const PoolParams& p, const T* x, T* y, int64_t* indices) 
     const T* xp = x + plane * p.ih * p.iw;
     T* yr = y + t * p.ow;
     int64_t* ir = indices + t * p.ow;
-    const Taps r = window_taps(oh, p.sh, p.ph, p.kh, p.dh, p.ih);
+    const Taps r = pool_taps(oh, p.sh, p.ph, p.kh, p.dh, p.ih);
     int64_t lo = 0, hi = 0;  // the vectorised outputs
     if (vec && r.count > 0) {
       lo = in.lo;
@@ -285,7 +276,7 @@ static int64_t max_pool2d_backward(const PoolParams& p, const T* dy, const int64
 // torch's divisor of output o along one axis (the other axis' factor multiplies it).
 static inline int64_t divisor(const PoolParams& p, int64_t o, int64_t s, int64_t pad, int64_t k, int64_t in,
                               Taps t) {
-  return p.count_include_pad ? std::min(o * s - pad + k, in + pad) - (o * s - pad) : t.count;
+  return pool_divisor(p.count_include_pad, o, s, pad, k, in, t);
 }
 
 template <int S, class T>
@@ -322,7 +313,7 @@ static void avg_pool2d(const PoolParams& p, const T* x, T* y) {
     const int64_t plane = t / p.oh, oh = t % p.oh;
     const T* xp = x + plane * p.ih * p.iw;
     T* yr = y + t * p.ow;
-    const Taps r = window_taps(oh, p.sh, p.ph, p.kh, 1, p.ih);
+    const Taps r = pool_taps(oh, p.sh, p.ph, p.kh, 1, p.ih);
     if (r.count == 0) {
       std::fill(yr, yr + p.ow, T(0));
       continue;
@@ -369,7 +360,7 @@ static void avg_pool2d_backward(const PoolParams& p, const T* dy, T* dx) {
       T* d = dx + plane * plane_in;
       std::fill(d, d + plane_in, T(0));
       for (int64_t oh = 0; oh < p.oh; ++oh) {
-        const Taps r = window_taps(oh, p.sh, p.ph, p.kh, 1, p.ih);
+        const Taps r = pool_taps(oh, p.sh, p.ph, p.kh, 1, p.ih);
         if (r.count == 0) continue;
         const V hdiv(T(divisor(p, oh, p.sh, p.ph, p.kh, p.ih, r)));
         const T* g = dy + (plane * p.oh + oh) * p.ow;

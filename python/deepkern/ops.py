@@ -125,9 +125,13 @@ def linear_backward(dy, x, w, bias=True, *, tf32=False):
 _A = _C.Activation
 
 
+def _is_cuda(x):
+    return hasattr(x, "__cuda_array_interface__")
+
+
 def _operand(op, name, x):
     """x itself when it is a CUDA array, else x as an ndarray."""
-    return x if hasattr(x, "__cuda_array_interface__") else _float_array(op, name, x)
+    return x if _is_cuda(x) else _float_array(op, name, x)
 
 
 def _empty_like(x):
@@ -136,6 +140,18 @@ def _empty_like(x):
     if isinstance(x, np.ndarray):
         return np.empty(x.shape, dtype=x.dtype)
     return sys.modules[type(x).__module__.partition(".")[0]].empty_like(x)
+
+
+def _empty(x, shape, dtype=None):
+    """An uninitialised C-contiguous array of `shape` from x's array module, with
+    x's dtype (_out_dtype's for numpy) or the numpy `dtype` given."""
+    if isinstance(x, np.ndarray):
+        return np.empty(shape, dtype=_out_dtype(x) if dtype is None else dtype)
+    xp = sys.modules[type(x).__module__.partition(".")[0]]
+    if xp.__name__ == "torch":
+        dt = x.dtype if dtype is None else getattr(xp, np.dtype(dtype).name)
+        return xp.empty(tuple(shape), dtype=dt, device=x.device)
+    return xp.empty(tuple(shape), dtype=x.dtype if dtype is None else dtype)
 
 
 def _real(op, name, v):
@@ -281,21 +297,38 @@ def _per_item(reduction):
 
 
 def _reduced_out(pred, reduction, per_item_shape):
-    return np.empty(per_item_shape if _per_item(reduction) else (), dtype=pred.dtype)
+    return _empty(pred, per_item_shape if _per_item(reduction) else ())
 
 
-def _upstream(op, grad, dtype, reduction, per_item_shape):
+def _upstream(op, grad, like, reduction, per_item_shape):
     """grad as the kernels' dout: a scalar becomes a 0-D array (broadcast per
-    item for "none"); arrays pass through and are checked by the binding."""
-    if isinstance(grad, np.ndarray):
+    item for "none") of like's dtype, on like's device; arrays pass through and
+    are checked by the binding."""
+    if isinstance(grad, np.ndarray) or _is_cuda(grad):
         return grad
-    g = np.asarray(_real(op, "grad", grad), dtype=dtype)
+    g = _real(op, "grad", grad)
+    if _is_cuda(like):
+        out = _empty(like, per_item_shape if _per_item(reduction) else ())
+        (out.fill_ if hasattr(out, "fill_") else out.fill)(g)  # torch fills with fill_, CuPy with fill
+        return out
+    g = np.asarray(g, dtype=like.dtype)
     return np.broadcast_to(g, per_item_shape) if _per_item(reduction) else g
+
+
+def _cuda_labels(labels):
+    """Integer CUDA labels as int64, which the GPU kernels take (the binding names
+    any other dtype)."""
+    typestr = labels.__cuda_array_interface__["typestr"]
+    if typestr == "<i8" or typestr[1:2] not in ("i", "u"):
+        return labels
+    return labels.long() if hasattr(labels, "long") else labels.astype(np.int64)
 
 
 def _labels(op, labels):
     if isinstance(labels, np.ndarray):
         return labels
+    if _is_cuda(labels):
+        return _cuda_labels(labels)
     if isinstance(labels, (list, tuple, np.generic, int)):
         a = np.asarray(labels)
         return a.astype(np.int64) if a.size == 0 else a  # [] would be float64
@@ -305,7 +338,7 @@ def _labels(op, labels):
 def cross_entropy(logits, labels, reduction="mean"):
     """torch.nn.functional.cross_entropy over class indices: logits (N, C), integer
     labels (N,) in [0, C). Fused log-softmax + NLL, one pass per row."""
-    logits, labels = _float_array("cross_entropy", "logits", logits), _labels("cross_entropy", labels)
+    logits, labels = _operand("cross_entropy", "logits", logits), _labels("cross_entropy", labels)
     out = _reduced_out(logits, reduction, logits.shape[:1])
     _C.cross_entropy(logits, labels, out, reduction)
     return out if _per_item(reduction) else float(out)
@@ -314,16 +347,16 @@ def cross_entropy(logits, labels, reduction="mean"):
 def cross_entropy_backward(logits, labels, reduction="mean", grad=1.0):
     """d(cross_entropy)/d(logits) * grad = (softmax(logits) - onehot(labels)) * grad (/ N for "mean")."""
     op = "cross_entropy_backward"
-    logits, labels = _float_array(op, "logits", logits), _labels(op, labels)
-    dout = _upstream(op, grad, logits.dtype, reduction, logits.shape[:1])
-    dlogits = np.empty(logits.shape, dtype=logits.dtype)
+    logits, labels = _operand(op, "logits", logits), _labels(op, labels)
+    dout = _upstream(op, grad, logits, reduction, logits.shape[:1])
+    dlogits = _empty(logits, logits.shape)
     _C.cross_entropy_backward(logits, labels, dout, dlogits, reduction)
     return dlogits
 
 
 def mse(pred, target, reduction="mean"):
     """(pred - target)^2, averaged, summed or per element (torch.nn.functional.mse_loss)."""
-    pred, target = _float_array("mse", "pred", pred), _float_array("mse", "target", target)
+    pred, target = _operand("mse", "pred", pred), _operand("mse", "target", target)
     out = _reduced_out(pred, reduction, pred.shape)
     _C.mse(pred, target, out, reduction)
     return out if _per_item(reduction) else float(out)
@@ -332,9 +365,9 @@ def mse(pred, target, reduction="mean"):
 def mse_backward(pred, target, reduction="mean", grad=1.0):
     """d(mse)/d(pred) * grad = 2 (pred - target) * grad (/ pred.size for "mean")."""
     op = "mse_backward"
-    pred, target = _float_array(op, "pred", pred), _float_array(op, "target", target)
-    dout = _upstream(op, grad, pred.dtype, reduction, pred.shape)
-    dpred = np.empty(pred.shape, dtype=pred.dtype)
+    pred, target = _operand(op, "pred", pred), _operand(op, "target", target)
+    dout = _upstream(op, grad, pred, reduction, pred.shape)
+    dpred = _empty(pred, pred.shape)
     _C.mse_backward(pred, target, dout, dpred, reduction)
     return dpred
 
@@ -343,11 +376,18 @@ def _pos_weight(op, pos_weight, logits):
     """None, or pos_weight broadcast over the last axis of logits: (C,) contiguous."""
     if pos_weight is None:
         return None
-    w = _float_array(op, "pos_weight", pos_weight)
+    w = _operand(op, "pos_weight", pos_weight)
     c = logits.shape[-1] if logits.ndim else 1
     try:
-        return np.ascontiguousarray(np.broadcast_to(w, (c,)))
-    except ValueError:
+        if not _is_cuda(w):
+            return np.ascontiguousarray(np.broadcast_to(w, (c,)))
+        if tuple(w.shape) == (c,):
+            return w
+        if hasattr(w, "expand"):  # a torch tensor
+            return w.expand(c).contiguous()
+        xp = sys.modules[type(w).__module__.partition(".")[0]]
+        return xp.ascontiguousarray(xp.broadcast_to(w, (c,)))
+    except (ValueError, RuntimeError):  # torch's expand raises RuntimeError
         raise ValueError(f"[{op}] pos_weight of shape {w.shape} does not broadcast over the last axis "
                          f"of logits {logits.shape}") from None
 
@@ -357,7 +397,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", pos_weigh
     cross-entropy in one stable formula, targets in [0, 1] of the logits' shape,
     pos_weight (C,) over the last axis weighting the positive term."""
     op = "binary_cross_entropy_with_logits"
-    logits, target = _float_array(op, "logits", logits), _float_array(op, "target", target)
+    logits, target = _operand(op, "logits", logits), _operand(op, "target", target)
     out = _reduced_out(logits, reduction, logits.shape)
     _C.binary_cross_entropy_with_logits(logits, target, _pos_weight(op, pos_weight, logits), out, reduction)
     return out if _per_item(reduction) else float(out)
@@ -367,20 +407,20 @@ def binary_cross_entropy_with_logits_backward(logits, target, reduction="mean", 
     """d/dlogits * grad = ((1 - t) - l * sigmoid(-x)) * grad, l = 1 + (pos_weight - 1) t
     (/ logits.size for "mean"); without pos_weight, sigmoid(x) - t."""
     op = "binary_cross_entropy_with_logits_backward"
-    logits, target = _float_array(op, "logits", logits), _float_array(op, "target", target)
-    dout = _upstream(op, grad, logits.dtype, reduction, logits.shape)
-    dlogits = np.empty(logits.shape, dtype=logits.dtype)
+    logits, target = _operand(op, "logits", logits), _operand(op, "target", target)
+    dout = _upstream(op, grad, logits, reduction, logits.shape)
+    dlogits = _empty(logits, logits.shape)
     _C.binary_cross_entropy_with_logits_backward(logits, target, _pos_weight(op, pos_weight, logits), dout,
                                                  dlogits, reduction)
     return dlogits
 
 
 def _margin_args(op, x, labels, p, margin, weight):
-    x, labels = _float_array(op, "x", x), _labels(op, labels)
+    x, labels = _operand(op, "x", x), _labels(op, labels)
     if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
         raise TypeError(f"[{op}] p must be the integer 1 or 2, got {p!r}")
     if weight is not None:
-        weight = _float_array(op, "weight", weight)
+        weight = _operand(op, "weight", weight)
     return x, labels, int(p), _real(op, "margin", margin), weight
 
 
@@ -415,10 +455,10 @@ def multi_margin_backward(x, labels, reduction="mean", p=1, margin=1.0, weight=N
     shape = x.shape
     if x.ndim == 1:
         x, labels = x[None], _single_label(op, labels)
-        if isinstance(grad, np.ndarray):
+        if isinstance(grad, np.ndarray) or _is_cuda(grad):
             grad = grad.reshape(1)
-    dout = _upstream(op, grad, x.dtype, reduction, x.shape[:1])
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dout = _upstream(op, grad, x, reduction, x.shape[:1])
+    dx = _empty(x, x.shape)
     _C.multi_margin_backward(x, labels, weight, dout, dx, reduction, p, margin)
     return dx.reshape(shape)
 
@@ -446,9 +486,9 @@ def dropout(x, p=0.5, rng=None):
     probability p and the others scaled by 1 / (1 - p). Returns (y, mask), mask a bool
     array of kept elements, for dropout_backward."""
     op = "dropout"
-    x = _float_array(op, "x", x)
+    x = _operand(op, "x", x)
     p = _real(op, "p", p)
-    y, mask = np.empty(x.shape, dtype=x.dtype), np.empty(x.shape, dtype=np.bool_)
+    y, mask = _empty(x, x.shape), _empty(x, x.shape, np.bool_)
     _C.dropout(x, y, mask, p, _seed(op, rng))
     return y, mask
 
@@ -456,8 +496,10 @@ def dropout(x, p=0.5, rng=None):
 def dropout_backward(dy, mask, p=0.5):
     """dx = dy * mask / (1 - p)."""
     op = "dropout_backward"
-    dy = _float_array(op, "dy", dy)
-    dx = np.empty(dy.shape, dtype=dy.dtype)
+    dy = _operand(op, "dy", dy)
+    dx = _empty(dy, dy.shape)
+    if _is_cuda(mask) and str(mask.dtype) not in ("bool", "torch.bool"):
+        mask = mask != 0  # the GPU kernel reads bytes: nonzero integers are kept, as on the CPU
     _C.dropout_backward(dy, mask, dx, _real(op, "p", p))
     return dx
 
@@ -707,7 +749,7 @@ def _pool_window(op, kernel_size, stride, padding, dilation=1):
 
 
 def _pool_input(op, name, x):
-    x = _float_array(op, name, x)
+    x = _operand(op, name, x)
     _C.pool2d_check_input(op, name, x.shape)
     return x
 
@@ -732,8 +774,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     x = _pool_input(op, "x", x)
     k, s, p, d = _pool_window(op, kernel_size, stride, padding, dilation)
     oh, ow = _C.pool2d_output_shape(op, "x", x.shape, k, s, p, d, bool(ceil_mode))
-    y = np.empty(x.shape[:-2] + (oh, ow), dtype=_out_dtype(x))
-    indices = np.empty(y.shape, dtype=np.int64)
+    y = _empty(x, tuple(x.shape[:-2]) + (oh, ow))
+    indices = _empty(x, y.shape, np.int64)
     _C.max_pool2d(x, y, indices, k, s, p, d, bool(ceil_mode))
     return y, indices
 
@@ -742,7 +784,7 @@ def max_pool2d_backward(dy, indices, input_shape):
     """dx (input_shape) of max_pool2d: each dy added at the input element its index names."""
     op = "max_pool2d_backward"
     dy = _pool_input(op, "dy", dy)
-    dx = np.empty(_input_shape(op, input_shape), dtype=_out_dtype(dy))
+    dx = _empty(dy, _input_shape(op, input_shape))
     _C.max_pool2d_backward(dy, indices, dx)
     return dx
 
@@ -754,7 +796,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     x = _pool_input(op, "x", x)
     k, s, p, _ = _pool_window(op, kernel_size, stride, padding)
     oh, ow = _C.pool2d_output_shape(op, "x", x.shape, k, s, p, (1, 1), bool(ceil_mode))
-    y = np.empty(x.shape[:-2] + (oh, ow), dtype=_out_dtype(x))
+    y = _empty(x, tuple(x.shape[:-2]) + (oh, ow))
     _C.avg_pool2d(x, y, k, s, p, bool(ceil_mode), bool(count_include_pad))
     return y
 
@@ -767,7 +809,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
     k, s, p, _ = _pool_window(op, kernel_size, stride, padding)
     shape = _input_shape(op, input_shape)
     _C.pool2d_output_shape(op, "input_shape", shape, k, s, p, (1, 1), bool(ceil_mode))  # a window that fits
-    dx = np.empty(shape, dtype=_out_dtype(dy))
+    dx = _empty(dy, shape)
     _C.avg_pool2d_backward(dy, dx, k, s, p, bool(ceil_mode), bool(count_include_pad))
     return dx
 
@@ -777,7 +819,7 @@ def global_avg_pool2d(x):
     as torch.nn.functional.adaptive_avg_pool2d(x, 1)."""
     op = "global_avg_pool2d"
     x = _pool_input(op, "x", x)
-    y = np.empty(x.shape[:-2] + (1, 1), dtype=_out_dtype(x))
+    y = _empty(x, tuple(x.shape[:-2]) + (1, 1))
     _C.global_avg_pool2d(x, y)
     return y
 
@@ -786,7 +828,7 @@ def global_avg_pool2d_backward(dy, input_shape):
     """dx (input_shape) of global_avg_pool2d: dy / (H * W) over each plane."""
     op = "global_avg_pool2d_backward"
     dy = _pool_input(op, "dy", dy)
-    dx = np.empty(_input_shape(op, input_shape), dtype=_out_dtype(dy))
+    dx = _empty(dy, _input_shape(op, input_shape))
     _C.global_avg_pool2d_backward(dy, dx)
     return dx
 
@@ -858,15 +900,14 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     business: they pass 1 / num_batches_tracked.)
     """
     op = "batch_norm"
-    x = _float_array(op, "x", x)
+    x = _operand(op, "x", x)
     if x.ndim < 2:
         raise ValueError(f"[{op}] x must be (N, C, *) with at least 2 dimensions, got shape {x.shape}")
     if momentum is None:
         raise TypeError(f"[{op}] momentum must be a float; BatchNorm modules turn momentum=None into "
                         "1 / num_batches_tracked")
-    dt = _out_dtype(x)
-    y = np.empty(x.shape, dtype=dt)
-    save_mean, save_invstd = np.empty(x.shape[1], dtype=dt), np.empty(x.shape[1], dtype=dt)
+    y = _empty(x, x.shape)
+    save_mean, save_invstd = _empty(x, x.shape[1:2]), _empty(x, x.shape[1:2])
     _C.batch_norm(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd, bool(training),
                   float(momentum), float(eps))
     return y, save_mean, save_invstd
@@ -880,14 +921,13 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     passes over the data); False: they were constants (eval), dx = dy * weight * invstd.
     """
     op = "batch_norm_backward"
-    x = _float_array(op, "x", x)
+    x = _operand(op, "x", x)
     if x.ndim < 2:
         raise ValueError(f"[{op}] x must be (N, C, *) with at least 2 dimensions, got shape {x.shape}")
-    dt = _out_dtype(x)
-    dx = np.empty(x.shape, dtype=dt)
+    dx = _empty(x, x.shape)
     dweight = dbias = None
     if weight is not None:
-        dweight, dbias = np.empty(x.shape[1], dtype=dt), np.empty(x.shape[1], dtype=dt)
+        dweight, dbias = _empty(x, x.shape[1:2]), _empty(x, x.shape[1:2])
     _C.batch_norm_backward(dy, x, weight, save_mean, save_invstd, dx, dweight, dbias, bool(training))
     return dx, dweight, dbias
 
