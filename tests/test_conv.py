@@ -42,6 +42,9 @@ CASES = [
     ((2, 32, 11, 9), (40, 32, 3, 3), 1, 1, 1, 1),          # Winograd F(2x2, 3x3), odd output sizes
     ((1, 40, 3, 4), (32, 40, 3, 3), 1, 2, 1, 1),           # Winograd, padding 2: its backward data crops
     ((14, 6, 9, 9), (9, 2, 1, 1), 1, 0, 1, 3),             # 1x1 with groups, several images per GEMM
+    ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),           # LeNet c2: vectors of output channels
+    ((2, 3, 13, 11), (32, 3, 3, 2), (2, 1), (1, 2), (1, 2), 1),  # output-channel vectors: stride, dilation
+    ((2, 4, 9, 30), (32, 2, 3, 3), 1, "same", 1, 2),       # output-channel vectors: groups, runs per row
 ]
 
 

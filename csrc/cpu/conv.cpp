@@ -285,6 +285,7 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y) {
   if (p.n == 0) return;
   if (use_direct<T>(p)) return direct_forward(p, x, w, b, y);
   if (winograd_suits<T>(p)) return winograd_forward(p, x, w, b, y);
+  if (channels_suit<T>(p)) return channels_forward(p, x, w, b, y);
   forward_gemm(p, x, w, b, y);
 }
 

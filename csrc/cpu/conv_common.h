@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <vector>
 
 #include "core/params.h"
 #include "core/cpu_features.h"
@@ -149,6 +150,41 @@ inline PlaneBuffer plane_buffer(const ConvParams& p) {
           p.ow + (p.s - 1) * p.dw / p.sw};
 }
 
+// Where each phase's valid inputs lie: phase q, elements [lo, hi).
+inline std::vector<Span> phase_spans(const ConvParams& p, const PlaneBuffer& g) {
+  std::vector<Span> spans(g.phases);
+  for (int64_t q = 0; q < g.phases; ++q) spans[q] = inside(q - p.pw, p.sw, p.w, g.len);
+  return spans;
+}
+
+// Buffer offset of each tap (a, b) from output (0, 0).
+inline std::vector<int64_t> tap_offsets(const ConvParams& p, const PlaneBuffer& g) {
+  std::vector<int64_t> taps(p.r * p.s);
+  for (int64_t a = 0; a < p.r; ++a)
+    for (int64_t b = 0; b < p.s; ++b) taps[a * p.s + b] = g.tap(p, a, b);
+  return taps;
+}
+
+// The plane buffer of input plane x (h, w), in whole vectors (copy_over): buf
+// needs room for a vector past g.size().
+template <class T>
+void fill_plane(const ConvParams& p, const PlaneBuffer& g, const Span* spans, const T* x, T* buf) {
+  for (int64_t i = 0; i < g.rows; ++i) {
+    const int64_t ih = i - p.ph;
+    for (int64_t q = 0; q < g.phases; ++q) {
+      T* d = buf + i * g.row_step() + q * g.len;
+      if (ih < 0 || ih >= p.h) {
+        fill_zero_over(d, g.len);
+        continue;
+      }
+      const Span& s = spans[q];
+      fill_zero_over(d, s.lo);
+      if (s.lo < s.hi) copy_over(d + s.lo, x + ih * p.w + (q - p.pw) + s.lo * p.sw, s.hi - s.lo, p.sw);
+      fill_zero_over(d + s.hi, g.len - s.hi);
+    }
+  }
+}
+
 // The plane buffer's size in elements, as a double (it may overflow int64 for
 // huge strides or dilations, where the direct kernels are not used).
 inline double plane_elems(const ConvParams& p) {
@@ -165,6 +201,12 @@ template <class T>
 void direct_backward_data(const ConvParams& p, const T* dy, const T* w, T* dx);
 template <class T>
 void direct_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw);
+
+// Forward vectorised over output channels (conv_channels.cpp), and the shapes it takes.
+template <class T>
+bool channels_suit(const ConvParams& p);
+template <class T>
+void channels_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y);
 
 // Winograd F(2x2, 3x3) forward and weight gradient (conv_winograd.cpp), and the shapes they take.
 template <class T>

@@ -30,45 +30,10 @@
 namespace dk::cpu::DK_ISA_NS {
 namespace {
 
-// Where each phase's valid inputs lie: phase q, elements [lo, hi).
-std::vector<Span> phase_spans(const ConvParams& p, const PlaneBuffer& g) {
-  std::vector<Span> spans(g.phases);
-  for (int64_t q = 0; q < g.phases; ++q) spans[q] = inside(q - p.pw, p.sw, p.w, g.len);
-  return spans;
-}
-
-// Buffer offset of each tap (a, b) from output (0, 0).
-std::vector<int64_t> tap_offsets(const ConvParams& p, const PlaneBuffer& g) {
-  std::vector<int64_t> taps(p.r * p.s);
-  for (int64_t a = 0; a < p.r; ++a)
-    for (int64_t b = 0; b < p.s; ++b) taps[a * p.s + b] = g.tap(p, a, b);
-  return taps;
-}
-
 // Asks for the cache lines of a[0 .. n) (a plane to be read next).
 template <class T>
 void prefetch(const T* a, int64_t n) {
   for (int64_t i = 0; i < n; i += 64 / int64_t(sizeof(T))) __builtin_prefetch(a + i);
-}
-
-// The plane buffer of input plane x (h, w), in whole vectors (copy_over): buf
-// needs room for a vector past g.size().
-template <class T>
-void fill_plane(const ConvParams& p, const PlaneBuffer& g, const Span* spans, const T* x, T* buf) {
-  for (int64_t i = 0; i < g.rows; ++i) {
-    const int64_t ih = i - p.ph;
-    for (int64_t q = 0; q < g.phases; ++q) {
-      T* d = buf + i * g.row_step() + q * g.len;
-      if (ih < 0 || ih >= p.h) {
-        fill_zero_over(d, g.len);
-        continue;
-      }
-      const Span& s = spans[q];
-      fill_zero_over(d, s.lo);
-      if (s.lo < s.hi) copy_over(d + s.lo, x + ih * p.w + (q - p.pw) + s.lo * p.sw, s.hi - s.lo, p.sw);
-      fill_zero_over(d + s.hi, g.len - s.hi);
-    }
-  }
 }
 
 // acc[u] (a vector each) += over the plane, dy (d) x tap u's inputs, u < U.

@@ -1,0 +1,127 @@
+// Forward convolution vectorised over output channels, for groups whose output
+// channels fill whole vectors (kg a multiple of the vector width) on short
+// output rows: LeNet's second layer, x (64, 6, 14, 14) * w (16, 6, 5, 5) -> y
+// (64, 16, 10, 10), is one zmm of 16 output channels per position.
+//
+// As a GEMM (Y_g (kg x oh*ow) = W_g (kg x crs) col_g) that layer's im2col cuts
+// each of col's 150 rows into ten 10-value segments per image: the copies cost
+// as much as the multiply (half the time on one core, where PyTorch ran 2.4x
+// faster). Here the GEMM's B operand is the input itself. Each input plane of
+// the group is copied once into its plane buffer (conv_common.h: zero padding
+// and stride phases, so the taps of a run of outputs along a row are
+// contiguous); then, for a run of P outputs of one row and a vector of W output
+// channels, acc[p] += w[(ci, a, b)][k .. k + W) * x(ci, tap (a, b) of output p),
+// one broadcast-from-memory FMA each, P accumulators in registers. The weight
+// is repacked once per call as (crs x kg) so each tap's W channels are one
+// vector load. The P x W block is written to y's planes through a small
+// transpose buffer.
+// Every output is the same sum in the same order whatever the thread count.
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "cpu/conv_common.h"
+#include "cpu/parallel.h"
+
+namespace dk::cpu::DK_ISA_NS {
+namespace {
+
+// Accumulators a run of outputs may use: the registers left after the weight
+// vector and a broadcast (32 zmm, 16 ymm).
+#if defined(__AVX512F__)
+constexpr int kMaxRun = 24;
+#else
+constexpr int kMaxRun = 12;
+#endif
+
+// Outputs (i, j0 .. j0 + P) of channels [k0, k0 + W) from the cg plane buffers
+// at bufs (`plane` elements apart), into out (P x W, position-major).
+template <class T, int P>
+void channel_run(const T* wp, int64_t kg, int64_t cg, int64_t rs, const int64_t* taps, const T* bufs,
+                 int64_t plane, const T* bias, T* out) {
+  using V = Vec<T>;
+  V acc[P];
+#pragma GCC unroll 24
+  for (int q = 0; q < P; ++q) acc[q] = bias ? V::load(bias) : V(T(0));
+  for (int64_t ci = 0; ci < cg; ++ci, bufs += plane, wp += rs * kg) {
+    for (int64_t t = 0; t < rs; ++t) {
+      const V wv = V::load(wp + t * kg);
+      const T* src = bufs + taps[t];
+#pragma GCC unroll 24
+      for (int q = 0; q < P; ++q) acc[q] = fma(wv, V(src[q]), acc[q]);
+    }
+  }
+#pragma GCC unroll 24
+  for (int q = 0; q < P; ++q) acc[q].store(out + q * V::width);
+}
+
+template <class T>
+using ChannelRun = void (*)(const T*, int64_t, int64_t, int64_t, const int64_t*, const T*, int64_t, const T*, T*);
+
+template <class T, int... P>
+constexpr std::array<ChannelRun<T>, kMaxRun> run_table(std::integer_sequence<int, P...>) {
+  return {&channel_run<T, P + 1>...};
+}
+
+// channel_run<T, P> for a run-time P in [1, kMaxRun].
+template <class T>
+ChannelRun<T> channel_run_for(int64_t run) {
+  static constexpr auto table = run_table<T>(std::make_integer_sequence<int, kMaxRun>{});
+  return table[run - 1];
+}
+
+}  // namespace
+
+template <class T>
+bool channels_suit(const ConvParams& p) {
+  constexpr int W = Vec<T>::width;
+  const int64_t cg = p.c / p.groups, kg = p.k / p.groups;
+  // Rows of at most two vectors are where im2col's segments cost most (longer
+  // rows copy well and feed the GEMM's wider tiles); the group's plane buffers
+  // must stay in L2 next to the weight.
+  return W >= 4 && kg % W == 0 && p.ow <= 2 * W && p.r * p.s > 1 &&
+         double(cg) * plane_elems(p) * sizeof(T) <= double(256 << 10) &&
+         double(cg * p.r * p.s * kg) * sizeof(T) <= double(256 << 10);
+}
+
+template <class T>
+void channels_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y) {
+  constexpr int W = Vec<T>::width;
+  const PlaneBuffer g = plane_buffer(p);
+  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rs = p.r * p.s, pos = p.oh * p.ow;
+  const int64_t plane = g.size() + W;  // fill_plane writes up to a vector past a buffer
+  const std::vector<Span> spans = phase_spans(p, g);
+  const std::vector<int64_t> taps = tap_offsets(p, g);
+  // The weight as (group, ci, a, b, k): a tap's kg channels contiguous.
+  std::vector<T> wp(static_cast<size_t>(p.k * cg * rs));
+  for (int64_t k = 0; k < p.k; ++k)
+    for (int64_t e = 0; e < cg * rs; ++e) wp[(k / kg * cg * rs + e) * kg + k % kg] = w[k * cg * rs + e];
+  // Runs of at most kMaxRun outputs per row, as even as possible.
+  const int64_t runs = (p.ow + kMaxRun - 1) / kMaxRun, run = (p.ow + runs - 1) / runs;
+  parallel_items<T>(p.n * p.groups, threads_for(p.n * p.k * pos * rs * cg), cg * plane + kMaxRun * W,
+                    [&](int64_t item, T* buf) {
+    const int64_t n = item / p.groups, gi = item % p.groups;
+    T* block = buf + cg * plane;
+    for (int64_t ci = 0; ci < cg; ++ci) fill_plane(p, g, spans.data(), x + (n * p.c + gi * cg + ci) * p.h * p.w, buf + ci * plane);
+    for (int64_t k0 = 0; k0 < kg; k0 += W) {
+      const T* wk = wp.data() + gi * cg * rs * kg + k0;
+      const T* bias = b ? b + gi * kg + k0 : nullptr;
+      T* yk = y + (n * p.k + gi * kg + k0) * pos;
+      for (int64_t i = 0; i < p.oh; ++i)
+        for (int64_t j0 = 0; j0 < p.ow; j0 += run) {
+          const int64_t len = std::min(run, p.ow - j0);
+          channel_run_for<T>(len)(wk, kg, cg, rs, taps.data(), buf + i * p.sh * g.row_step() + j0, plane, bias, block);
+          for (int64_t q = 0; q < len; ++q)
+            for (int64_t k = 0; k < W; ++k) yk[k * pos + i * p.ow + j0 + q] = block[q * W + k];
+        }
+    }
+  });
+}
+
+template bool channels_suit<float>(const ConvParams&);
+template bool channels_suit<double>(const ConvParams&);
+template void channels_forward<float>(const ConvParams&, const float*, const float*, const float*, float*);
+template void channels_forward<double>(const ConvParams&, const double*, const double*, const double*, double*);
+
+}  // namespace dk::cpu::DK_ISA_NS
