@@ -562,11 +562,12 @@ def _step(op, step):
 
 def _by_dtype(op, arrays, name="grads"):
     """The arrays split by dtype (float32, float64), each checked here while its
-    index in the caller's list is still known."""
+    index in the caller's list is still known. CUDA arrays are accepted too: the
+    binding runs a list of them on the GPU (and rejects a list mixing devices)."""
     groups = {}
     for i, a in enumerate(arrays):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"[{op}] {name}[{i}] must be a numpy array, got {type(a).__name__}")
+        if not isinstance(a, np.ndarray) and not hasattr(a, "__cuda_array_interface__"):
+            raise TypeError(f"[{op}] {name}[{i}] must be a numpy or CUDA array, got {type(a).__name__}")
         if a.dtype not in (np.float32, np.float64):
             raise TypeError(f"[{op}] {name}[{i}] must be float32 or float64, got {a.dtype}")
         groups.setdefault(a.dtype, []).append(a)
@@ -626,7 +627,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     if len(groups) == 1:
         total = _C.clip_grad_norm(groups[0], max_norm, norm_type, not error_if_nonfinite)
     else:  # mixed dtypes: the norm of the per-dtype norms, then one scaling pass per dtype
-        if not all(g.flags.c_contiguous and g.flags.writeable for same in groups for g in same):
+        # (CuPy's flags have no writeable: its arrays always are)
+        if not all(g.flags.c_contiguous and getattr(g.flags, "writeable", True) for same in groups for g in same):
             raise ValueError(f"[{op}] grads are scaled in place and must be C-contiguous and writeable")
         total = _combine_norms([_C.clip_grad_norm(same, -1.0, norm_type, True) for same in groups], norm_type)
         coef = max_norm / (total + 1e-6)
