@@ -214,7 +214,9 @@ __device__ __forceinline__ void for_each_element(const Entry<T>* entries, const 
                                                  F&& f) {
   for (int64_t c = blockIdx.x; c < nchunks; c += gridDim.x) {
     const Chunk ch = chunks[c];
-    const Entry<T>& e = entries[ch.tensor];
+    // A copy in registers: the updates store through T*, which could alias the
+    // table as far as the compiler knows, so a reference would reload it per element.
+    const Entry<T> e = entries[ch.tensor];
     const int64_t end = ch.start + kChunk < e.size ? ch.start + kChunk : e.size;
     for (int64_t j = ch.start + threadIdx.x; j < end; j += blockDim.x) f(e, j);
   }
@@ -377,7 +379,7 @@ __global__ void __launch_bounds__(kBlock) norm_partial_kernel(const Entry<T>* en
   __shared__ double shared[32];
   for (int64_t c = blockIdx.x; c < nchunks; c += gridDim.x) {
     const Chunk ch = chunks[c];
-    const Entry<T>& e = entries[ch.tensor];
+    const Entry<T> e = entries[ch.tensor];
     const int64_t end = ch.start + kChunk < e.size ? ch.start + kChunk : e.size;
     double acc = norm_identity(kind), nans = 0.0;
     for (int64_t j = ch.start + threadIdx.x; j < end; j += blockDim.x)
