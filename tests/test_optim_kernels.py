@@ -702,3 +702,47 @@ def test_gpu_steps_check_their_arrays_like_the_cpu():
     with pytest.raises(ValueError, match=r"exp_avgs\[0\] must be a C-contiguous"):
         ops.adam_step(ps, gs, [to_gpu(np.zeros(8, np.float32))[::2], m[1]], v, step=1)
     assert all((to_cpu(p) == 1).all() for p in ps)  # nothing was written
+
+
+def _fake(shape, typestr="<f4", address=0x1000, readonly=False):
+    from test_activation import FakeCudaArray
+    a = FakeCudaArray(shape, typestr)
+    a.__cuda_array_interface__["data"] = (address, readonly)
+    return a
+
+
+def test_cuda_lists_are_checked_before_any_gpu_work():
+    """Runs everywhere: interface-only arrays reach the binding's CUDA checks, which
+    must raise the CPU path's errors before any GPU call; pointers that pass them
+    are then refused by the CUDA side as not device memory (or no GPU at all)."""
+    from deepkern import _C
+    addr = iter(range(0x10000, 0x10000000, 0x1000))
+    lists = lambda *shapes: [_fake(s, address=next(addr)) for s in shapes]  # noqa: E731
+    ps, gs, m, v = lists((4,), (3,)), lists((4,), (3,)), lists((4,), (3,)), lists((4,), (3,))
+    if not _C.cuda_built:
+        with pytest.raises(TypeError, match="built without CUDA"):
+            ops.adam_step(ps, gs, m, v, step=1)
+        return
+    with pytest.raises(ValueError, match=r"\[adam_step\] got 2 params but 1 grads"):
+        ops.adam_step(ps, gs[:1], m, v, step=1)
+    with pytest.raises(ValueError, match=r"\[adam_step\] got 1 exp_avgs for 2 params"):
+        ops.adam_step(ps, gs, m[:1], v, step=1)
+    with pytest.raises(ValueError, match=r"grads\[1\] has shape \(4,\) but params\[1\] has \(3,\)"):
+        ops.adam_step(ps, [gs[0], gs[0]], m, v, step=1)
+    with pytest.raises(TypeError, match=r"grads\[0\] has dtype float64, expected float32"):
+        ops.adam_step(ps, [_fake((4,), "<f8", next(addr)), gs[1]], m, v, step=1)
+    with pytest.raises(TypeError, match=r"grads\[1\] is not a CUDA array but params\[0\] is"):
+        ops.adam_step(ps, [gs[0], np.ones(3, np.float32)], m, v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avgs\[1\] is written in place and must be writeable"):
+        ops.adam_step(ps, gs, [m[0], _fake((3,), address=next(addr), readonly=True)], v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avg_sqs\[\d\] and exp_avgs\[\d\] share memory"):
+        ops.adam_step(ps, gs, m, m, step=1)
+    with pytest.raises(ValueError, match=r"params\[1\] and params\[0\] share memory"):
+        ops.sgd_step([_fake((4,), address=0x5000), _fake((3,), address=0x5008)], gs, lr=0.1)
+    with pytest.raises(TypeError, match=r"arrays\[0\] must be float32 or float64, got a CUDA array of typestr"):
+        _C.all_finite([_fake((4,), "<i4")])
+    # Checks passed: the CUDA side refuses host addresses (or finds no GPU), writing nothing.
+    with pytest.raises((RuntimeError, ValueError), match=r"\[adam_step\]"):
+        ops.adam_step(ps, gs, m, v, step=1, check_finite=True)
+    with pytest.raises((RuntimeError, ValueError), match=r"\[clip_grad_norm\]"):
+        _C.clip_grad_norm(gs, -1.0, 2.0, True)

@@ -718,3 +718,49 @@ def test_gpu_rnn_ops_check_their_arrays_like_the_cpu():
         ops.gru(gx, None, *_gpu_all(*weights(rng(0), 3, 3, 4, np.float32)))
     with pytest.raises(ValueError, match="C-contiguous"):
         ops.lstm_cell(to_gpu(np.zeros((3, 2), np.float32)).T, gh, gc, gwi, gwh)
+
+
+def test_cuda_rnn_arguments_are_checked_before_any_gpu_work():
+    """Runs everywhere: interface-only arrays reach the binding's CUDA checks, which
+    raise the CPU path's errors; arguments that pass them are then refused by the
+    CUDA side as not device memory (or no GPU at all)."""
+    from deepkern import _C
+    from test_activation import FakeCudaArray
+
+    addr = iter(range(0x10000, 0x10000000, 0x10000))
+
+    def fake(shape, typestr="<f4"):
+        a = FakeCudaArray(shape, typestr)
+        a.__cuda_array_interface__["data"] = (next(addr), False)
+        return a
+
+    b, i, h = 2, 3, 4
+    x, h0, c0, w_ih, w_hh = fake((b, i)), fake((b, h)), fake((b, h)), fake((4 * h, i)), fake((4 * h, h))
+    outs = lambda: (fake((b, h)), fake((b, h)), fake((b, 4 * h)))  # noqa: E731
+    if not _C.cuda_built:
+        with pytest.raises(TypeError, match="built without CUDA"):
+            _C.lstm_cell(x, h0, c0, w_ih, w_hh, None, None, *outs())
+        return
+    with pytest.raises(TypeError, match=r"\[lstm_cell\] h is not a CUDA array but x is"):
+        _C.lstm_cell(x, np.zeros((b, h), np.float32), c0, w_ih, w_hh, None, None, *outs())
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] h has 3 columns, w_hh expects 4"):
+        _C.lstm_cell(x, fake((b, 3)), c0, w_ih, w_hh, None, None, *outs())
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] w_ih has 15 rows, expected 4 \* hidden_size"):
+        _C.lstm_cell(x, h0, c0, fake((15, i)), w_hh, None, None, *outs())
+    with pytest.raises(TypeError, match=r"\[lstm_cell\] w_hh has dtype float64, expected float32"):
+        _C.lstm_cell(x, h0, c0, w_ih, fake((4 * h, h), "<f8"), None, None, *outs())
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] b_ih must have shape \(16,\), got \(15,\)"):
+        _C.lstm_cell(x, h0, c0, w_ih, w_hh, fake((15,)), None, *outs())
+    ro = fake((b, h))
+    ro.__cuda_array_interface__["data"] = (ro.__cuda_array_interface__["data"][0], True)
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] h_new is written in place and must be writeable"):
+        _C.lstm_cell(x, h0, c0, w_ih, w_hh, None, None, ro, fake((b, h)), fake((b, 4 * h)))
+    with pytest.raises(ValueError, match=r"\[gru\] x must be 3-D"):
+        _C.gru(x, h0, fake((3 * h, i)), fake((3 * h, h)), None, None, fake((1, b, h)), fake((1, b, 4 * h)))
+    with pytest.raises(ValueError, match=r"\[gru_backward\] saved must have shape \(5, 2, 16\)"):
+        _C.gru_backward(None, None, fake((5, b, i)), h0, fake((3 * h, i)), fake((3 * h, h)), fake((5, b, h)),
+                        fake((5, b, 12)), fake((5, b, i)), fake((b, h)), fake((3 * h, i)), fake((3 * h, h)), None,
+                        None)
+    # Checks passed: the CUDA side refuses host addresses (or finds no GPU).
+    with pytest.raises((RuntimeError, ValueError), match=r"\[lstm"):
+        _C.lstm_cell(x, h0, c0, w_ih, w_hh, None, None, *outs())
