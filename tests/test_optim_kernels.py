@@ -549,7 +549,8 @@ def test_penalties_value_and_gradient(penalty):
 # textbook formula, over many small tensors and one that spans several of the
 # launch's 65536-element chunks, and the non-finite rule.
 
-GPU_SHAPES = SHAPES + [(5, 7)] * 60 + [(3 * 65536 + 17,)]
+# 60 small tensors of seeded random shapes, then one over three chunks and a bit.
+GPU_SHAPES = SHAPES + [tuple(int(d) for d in s) for s in rng(5).integers(1, 40, (60, 2))] + [(3 * 65536 + 17,)]
 
 
 @requires_gpu
@@ -603,15 +604,16 @@ def test_gpu_sgd_matches_cpu_and_reference(options, dtype):
 
 
 @requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("step", ["sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam"])
 @pytest.mark.parametrize("where", ["small", "large"])
-def test_gpu_check_finite_writes_nothing(step, where):
+def test_gpu_check_finite_writes_nothing(step, where, dtype):
     shapes = [(5, 7)] * 50 + [(3 * 65536 + 17,)]
-    ps = [to_gpu(np.ones(s)) for s in shapes]
-    gs = [np.full(s, 0.5) for s in shapes]
+    ps = [to_gpu(np.ones(s, dtype)) for s in shapes]
+    gs = [np.full(s, 0.5, dtype) for s in shapes]
     (gs[17] if where == "small" else gs[-1]).reshape(-1)[-3] = np.inf  # the last chunk of the large one
     gs = [to_gpu(g) for g in gs]
-    states = [[to_gpu(np.full(s, 0.25)) for s in shapes] for _ in range(3)]
+    states = [[to_gpu(np.full(s, 0.25, dtype)) for s in shapes] for _ in range(3)]
     call = {"sgd": lambda c: ops.sgd_step(ps, gs, states[0], lr=0.1, momentum=0.9, check_finite=c),
             "adagrad": lambda c: ops.adagrad_step(ps, gs, states[0], step=1, check_finite=c),
             "adadelta": lambda c: ops.adadelta_step(ps, gs, states[0], states[1], check_finite=c),

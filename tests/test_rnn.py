@@ -572,9 +572,12 @@ def test_embedding_checks_indices():
 # reference: hidden sizes off the warp size, a batch of one, one step, no bias,
 # None for states and incoming gradients; the cache holds CuPy arrays.
 
-GPU_CELL_SHAPES = [(1, 1, 1), (1, 5, 7), (3, 5, 33), (4, 1, 45), (2, 8, 100), (0, 3, 5), (64, 128, 257)]
+# Fixed edge cases, then seeded random sizes.
+GPU_CELL_SHAPES = [(1, 1, 1), (1, 5, 7), (3, 5, 33), (4, 1, 45), (2, 8, 100), (0, 3, 5), (64, 128, 257)] + \
+    [tuple(int(v) for v in s) for s in rng(21).integers(1, 70, (3, 3))]
 GPU_SEQ_SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (5, 1, 1, 17), (7, 3, 4, 33), (4, 2, 6, 70), (0, 2, 3, 5),
-                  (3, 0, 2, 4), (6, 16, 24, 40)]
+                  (3, 0, 2, 4), (6, 16, 24, 40)] + \
+    [tuple(int(v) for v in s) for s in rng(22).integers(1, 40, (3, 4))]
 
 
 def _gpu_all(*arrays):
