@@ -460,34 +460,34 @@ HostTable<T> list_table(const ArrayLists<U>& a) {
 }  // namespace
 
 template <class T>
-bool sgd_step(const SgdParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
+bool optim_step(const SgdParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
   const SgdCoef<T> c{T(p.lr), T(p.weight_decay), T(p.momentum), T(1.0 - p.dampening),
                      p.nesterov, p.maximize, p.first_step};
   return run_step("sgd_step", t, check_finite, stream, SgdOp<T>{c, t.state[0] != nullptr});
 }
 template <class T>
-bool adagrad_step(const AdagradParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
+bool optim_step(const AdagradParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
   return run_step("adagrad_step", t, check_finite, stream, AdagradOp<T>{adagrad_coef<T>(p)});
 }
 template <class T>
-bool adadelta_step(const AdadeltaParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
+bool optim_step(const AdadeltaParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
   return run_step("adadelta_step", t, check_finite, stream, AdadeltaOp<T>{adadelta_coef<T>(p)});
 }
 template <class T>
-bool rmsprop_step(const RmspropParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
+bool optim_step(const RmspropParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
   return run_step("rmsprop_step", t, check_finite, stream,
                   RmspropOp<T>{rmsprop_coef<T>(p), t.state[1] != nullptr, t.state[2] != nullptr});
 }
 template <class T>
-bool adam_step(const AdamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
+bool optim_step(const AdamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
   return run_step("adam_step", t, check_finite, stream, AdamOp<T>{adam_coef<T>(p), t.state[2] != nullptr});
 }
 template <class T>
-bool adamax_step(const AdamaxParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
+bool optim_step(const AdamaxParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
   return run_step("adamax_step", t, check_finite, stream, AdamaxOp<T>{adamax_coef<T>(p)});
 }
 template <class T>
-bool nadam_step(const NadamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
+bool optim_step(const NadamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream) {
   return run_step("nadam_step", t, check_finite, stream, NadamOp<T>{nadam_coef<T>(p)});
 }
 
@@ -554,16 +554,16 @@ void clip_grad_value(T clip, const ArrayLists<T>& g, std::uintptr_t stream) {
   check_launch(op);
 }
 
-#define DK_INSTANTIATE(T)                                                                              \
-  template bool sgd_step<T>(const SgdParams&, const TensorLists<T>&, bool, std::uintptr_t);          \
-  template bool adagrad_step<T>(const AdagradParams&, const TensorLists<T>&, bool, std::uintptr_t);  \
-  template bool adadelta_step<T>(const AdadeltaParams&, const TensorLists<T>&, bool, std::uintptr_t); \
-  template bool rmsprop_step<T>(const RmspropParams&, const TensorLists<T>&, bool, std::uintptr_t);  \
-  template bool adam_step<T>(const AdamParams&, const TensorLists<T>&, bool, std::uintptr_t);        \
-  template bool adamax_step<T>(const AdamaxParams&, const TensorLists<T>&, bool, std::uintptr_t);    \
-  template bool nadam_step<T>(const NadamParams&, const TensorLists<T>&, bool, std::uintptr_t);      \
-  template bool all_finite<T>(const ArrayLists<const T>&, std::uintptr_t);                           \
-  template double clip_grad_norm<T>(const ClipParams&, const ArrayLists<T>&, std::uintptr_t);        \
+#define DK_INSTANTIATE(T)                                                                          \
+  template bool optim_step<T>(const SgdParams&, const TensorLists<T>&, bool, std::uintptr_t);      \
+  template bool optim_step<T>(const AdagradParams&, const TensorLists<T>&, bool, std::uintptr_t);  \
+  template bool optim_step<T>(const AdadeltaParams&, const TensorLists<T>&, bool, std::uintptr_t); \
+  template bool optim_step<T>(const RmspropParams&, const TensorLists<T>&, bool, std::uintptr_t);  \
+  template bool optim_step<T>(const AdamParams&, const TensorLists<T>&, bool, std::uintptr_t);     \
+  template bool optim_step<T>(const AdamaxParams&, const TensorLists<T>&, bool, std::uintptr_t);   \
+  template bool optim_step<T>(const NadamParams&, const TensorLists<T>&, bool, std::uintptr_t);    \
+  template bool all_finite<T>(const ArrayLists<const T>&, std::uintptr_t);                         \
+  template double clip_grad_norm<T>(const ClipParams&, const ArrayLists<T>&, std::uintptr_t);      \
   template void clip_grad_value<T>(T, const ArrayLists<T>&, std::uintptr_t);
 DK_INSTANTIATE(float)
 DK_INSTANTIATE(double)

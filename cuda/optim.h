@@ -23,31 +23,32 @@ struct TensorLists {
   T* const* state[3] = {nullptr, nullptr, nullptr};
 };
 
-// Every step returns true when it updated, false when check_finite found a
-// NaN/Inf gradient, in which case nothing was written. With check_finite the
-// call waits for the stream (it reads one flag back); without, it returns once
-// the work is enqueued.
+// One overload per optimizer, told apart by its params struct (the CPU family
+// has kernels.sgd, kernels.adam, ...). Each returns true when it updated, false
+// when check_finite found a NaN/Inf gradient, in which case nothing was
+// written. With check_finite the call waits for the stream (it reads one flag
+// back); without, it returns once the work is enqueued.
 // sgd: state[0] momentum buffers (when momentum != 0).
 template <class T>
-bool sgd_step(const SgdParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
+bool optim_step(const SgdParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
 // adagrad: state[0] sums.
 template <class T>
-bool adagrad_step(const AdagradParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
+bool optim_step(const AdagradParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
 // adadelta: state[0] square_avgs, state[1] acc_deltas.
 template <class T>
-bool adadelta_step(const AdadeltaParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
+bool optim_step(const AdadeltaParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
 // rmsprop: state[0] square_avgs, state[1] grad_avgs (centered), state[2] momentum buffers (momentum > 0).
 template <class T>
-bool rmsprop_step(const RmspropParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
+bool optim_step(const RmspropParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
 // adam: state[0] exp_avgs, state[1] exp_avg_sqs, state[2] max_exp_avg_sqs (amsgrad).
 template <class T>
-bool adam_step(const AdamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
+bool optim_step(const AdamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
 // adamax: state[0] exp_avgs, state[1] exp_infs.
 template <class T>
-bool adamax_step(const AdamaxParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
+bool optim_step(const AdamaxParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
 // nadam: state[0] exp_avgs, state[1] exp_avg_sqs.
 template <class T>
-bool nadam_step(const NadamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
+bool optim_step(const NadamParams& p, const TensorLists<T>& t, bool check_finite, std::uintptr_t stream);
 
 // count arrays of sizes[i] elements (device pointers in a host array).
 template <class T>

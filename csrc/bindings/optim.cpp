@@ -324,35 +324,6 @@ struct GpuArrayListArg {
   }
 };
 
-// The CUDA step of each params struct, so that run_step serves every optimizer.
-template <class T>
-bool cuda_step(const SgdParams& p, const cuda::TensorLists<T>& t, bool check, std::uintptr_t s) {
-  return cuda::sgd_step(p, t, check, s);
-}
-template <class T>
-bool cuda_step(const AdagradParams& p, const cuda::TensorLists<T>& t, bool check, std::uintptr_t s) {
-  return cuda::adagrad_step(p, t, check, s);
-}
-template <class T>
-bool cuda_step(const AdadeltaParams& p, const cuda::TensorLists<T>& t, bool check, std::uintptr_t s) {
-  return cuda::adadelta_step(p, t, check, s);
-}
-template <class T>
-bool cuda_step(const RmspropParams& p, const cuda::TensorLists<T>& t, bool check, std::uintptr_t s) {
-  return cuda::rmsprop_step(p, t, check, s);
-}
-template <class T>
-bool cuda_step(const AdamParams& p, const cuda::TensorLists<T>& t, bool check, std::uintptr_t s) {
-  return cuda::adam_step(p, t, check, s);
-}
-template <class T>
-bool cuda_step(const AdamaxParams& p, const cuda::TensorLists<T>& t, bool check, std::uintptr_t s) {
-  return cuda::adamax_step(p, t, check, s);
-}
-template <class T>
-bool cuda_step(const NadamParams& p, const cuda::TensorLists<T>& t, bool check, std::uintptr_t s) {
-  return cuda::nadam_step(p, t, check, s);
-}
 #endif
 
 // One step on the device of the params: the CUDA launch for CUDA lists, else
@@ -363,7 +334,7 @@ static bool run_step(const char* op, const py::list& params, const py::list& gra
   if (list_on_gpu(op, params, "params")) {
 #ifdef DK_WITH_CUDA
     return GpuStepArrays(op, params, grads, lists).run([&](const auto& t, std::uintptr_t stream) {
-      return cuda_step(p, t, check_finite, stream);
+      return cuda::optim_step(p, t, check_finite, stream);
     });
 #else
     (void)p;  // only the CUDA path reads p here; list_on_gpu raised without CUDA
