@@ -17,7 +17,7 @@ import pytest
 
 import reference as ref
 from deepkern import nn, ops, optim, set_num_threads, get_num_threads
-from helpers import DTYPES, assert_close, randn, rng, torch_or_skip
+from helpers import DTYPES, assert_close, randn, requires_gpu, rng, to_cpu, to_gpu, torch_or_skip
 
 SHAPES = [(7, 13), (1,), (17,), (3, 5, 2), (129,), (16,)]
 REL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -541,3 +541,210 @@ def test_penalties_value_and_gradient(penalty):
         assert_close(p.grad - (1.0 if i == 0 else 0.0), num, np.float32)
     with pytest.raises(ValueError, match="weight"):
         fn(ps, -1.0)
+
+
+# -- the CUDA kernels ------------------------------------------------------------------------
+# The same steps on CuPy arrays, in one launch over every tensor: against the CPU
+# kernel (the same per-element formula, core/optim_math.h) and the float64
+# textbook formula, over many small tensors and one that spans several of the
+# launch's 65536-element chunks, and the non-finite rule.
+
+# 60 small tensors of seeded random shapes, then one over three chunks and a bit.
+GPU_SHAPES = SHAPES + [tuple(int(d) for d in s) for s in rng(5).integers(1, 40, (60, 2))] + [(3 * 65536 + 17,)]
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,case", KERNEL_CASES)
+def test_gpu_step_matches_cpu_and_textbook_formula(name, case, dtype):
+    call, reference, names, options = KERNELS[name]
+    o = options[case]
+    ps = arrays(dtype, 1, GPU_SHAPES)
+    st = {n: [np.full_like(p, 0.1 if n == "sum" else 0.0) for p in ps] for n in names}
+    gps = [to_gpu(p) for p in ps]
+    gst = {n: [to_gpu(a) for a in arrs] for n, arrs in st.items()}
+    ref_p = [p.astype(np.float64) for p in ps]
+    ref_s = [dict(G=0.1) if name == "adagrad" else {} for _ in ps]
+    for t in range(1, 4):
+        gs = arrays(dtype, 100 + t, GPU_SHAPES)
+        assert call(ps, gs, st, t, o) is True
+        assert call(gps, [to_gpu(g) for g in gs], gst, t, o) is True
+        for i, g in enumerate(gs):
+            ref_p[i], ref_s[i] = reference(ref_p[i], g, ref_s[i], **o)
+    for i, (p, gp) in enumerate(zip(ps, gps)):
+        assert gp.dtype == dtype
+        assert_close(to_cpu(gp), p, dtype, name=f"{name} GPU param {i} vs CPU")
+        assert_close(to_cpu(gp), ref_p[i], dtype, name=f"{name} GPU param {i} vs reference")
+    for n in names:
+        for i, (a, ga) in enumerate(zip(st[n], gst[n])):
+            assert_close(to_cpu(ga), a, dtype, name=f"{name} GPU state {n}[{i}] vs CPU")
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=0.1),
+                                     dict(momentum=0.5, dampening=0.3, maximize=True)])
+def test_gpu_sgd_matches_cpu_and_reference(options, dtype):
+    ps = arrays(dtype, 2, GPU_SHAPES)
+    bufs = [np.zeros_like(p) for p in ps]
+    gps, gbufs = [to_gpu(p) for p in ps], [to_gpu(b) for b in bufs]
+    ref_p, ref_b = [p.astype(np.float64) for p in ps], [None] * len(ps)
+    momentum = options.get("momentum", 0.0)
+    for t in range(1, 4):
+        gs = arrays(dtype, 200 + t, GPU_SHAPES)
+        assert ops.sgd_step(ps, gs, bufs, lr=0.1, first_step=t == 1, **options) is True
+        assert ops.sgd_step(gps, [to_gpu(g) for g in gs], gbufs, lr=0.1, first_step=t == 1, **options) is True
+        for i, g in enumerate(gs):
+            ref_p[i], ref_b[i] = ref.sgd_step(ref_p[i], g, ref_b[i], 0.1, **options)
+    for i in range(len(ps)):
+        assert_close(to_cpu(gps[i]), ps[i], dtype, name=f"sgd GPU param {i} vs CPU")
+        assert_close(to_cpu(gps[i]), ref_p[i], dtype, name=f"sgd GPU param {i} vs reference")
+        if momentum:
+            assert_close(to_cpu(gbufs[i]), bufs[i], dtype, name=f"sgd GPU buffer {i} vs CPU")
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("step", ["sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam"])
+@pytest.mark.parametrize("where", ["small", "large"])
+def test_gpu_check_finite_writes_nothing(step, where, dtype):
+    shapes = [(5, 7)] * 50 + [(3 * 65536 + 17,)]
+    ps = [to_gpu(np.ones(s, dtype)) for s in shapes]
+    gs = [np.full(s, 0.5, dtype) for s in shapes]
+    (gs[17] if where == "small" else gs[-1]).reshape(-1)[-3] = np.inf  # the last chunk of the large one
+    gs = [to_gpu(g) for g in gs]
+    states = [[to_gpu(np.full(s, 0.25, dtype)) for s in shapes] for _ in range(3)]
+    call = {"sgd": lambda c: ops.sgd_step(ps, gs, states[0], lr=0.1, momentum=0.9, check_finite=c),
+            "adagrad": lambda c: ops.adagrad_step(ps, gs, states[0], step=1, check_finite=c),
+            "adadelta": lambda c: ops.adadelta_step(ps, gs, states[0], states[1], check_finite=c),
+            "rmsprop": lambda c: ops.rmsprop_step(ps, gs, states[0], states[1], states[2], momentum=0.5,
+                                                  centered=True, check_finite=c),
+            "adam": lambda c: ops.adam_step(ps, gs, states[0], states[1], states[2], step=1, amsgrad=True,
+                                            check_finite=c),
+            "adamax": lambda c: ops.adamax_step(ps, gs, states[0], states[1], step=1, check_finite=c),
+            "nadam": lambda c: ops.nadam_step(ps, gs, states[0], states[1], step=1, mu_product=0.45,
+                                              check_finite=c)}[step]
+    assert call(True) is False
+    assert all((to_cpu(p) == 1).all() for p in ps)
+    assert all((to_cpu(s) == 0.25).all() for st in states for s in st)
+    assert call(True) is False  # the same answer again: the flag starts clear on every call
+    assert call(False) is True and not all(np.isfinite(to_cpu(p)).all() for p in ps)
+
+
+@requires_gpu
+def test_gpu_all_finite_clip_and_empty_lists():
+    a = [np.zeros(100, np.float32), np.ones((3, 3), np.float32), np.zeros(0, np.float32),
+         np.ones(2 * 65536 + 5, np.float32)]
+    assert ops.all_finite([to_gpu(x) for x in a])
+    for bad in (np.nan, np.inf, -np.inf):
+        for i, j in ((0, 0), (0, 99), (1, (2, 2)), (3, 2 * 65536 + 4)):
+            b = [x.copy() for x in a]
+            b[i][j] = bad
+            assert not ops.all_finite([to_gpu(x) for x in b])
+    p, g = to_gpu(np.zeros((0, 3), np.float32)), to_gpu(np.zeros((0, 3), np.float32))
+    assert ops.adam_step([p], [g], [to_gpu(np.zeros((0, 3), np.float32))], [to_gpu(np.zeros((0, 3), np.float32))],
+                         step=1, check_finite=True) is True
+    grads = [to_gpu(np.linspace(-3, 3, 50).astype(np.float32))]
+    ops.clip_grad_value_(grads, 1.5)
+    assert_close(to_cpu(grads[0]), np.clip(np.linspace(-3, 3, 50), -1.5, 1.5).astype(np.float32), np.float32)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("norm_type", NORMS)
+def test_gpu_clip_grad_norm_matches_cpu_and_is_deterministic(norm_type, dtype):
+    grads = arrays(dtype, 13, GPU_SHAPES)
+    if norm_type == 0:
+        grads[1][0] = grads[-1][7] = 0.0
+    expected = ref.grad_norm(grads, norm_type)
+    g_gpu = [to_gpu(g) for g in grads]
+    first = ops.grad_norm(g_gpu, norm_type)
+    assert first == pytest.approx(expected, rel=1e-10)  # float64 sums over 2e5 terms, in another order
+    assert ops.grad_norm(g_gpu, norm_type) == first  # a fixed reduction order: the same bits
+    if norm_type == 0:
+        return
+    max_norm = expected / 3
+    cpu = [g.copy() for g in grads]
+    total_cpu = ops.clip_grad_norm_(cpu, max_norm, norm_type)
+    total_gpu = ops.clip_grad_norm_(g_gpu, max_norm, norm_type)
+    assert total_gpu == pytest.approx(total_cpu, rel=1e-10)
+    for a, b in zip(g_gpu, cpu):
+        assert_close(to_cpu(a), b, dtype)
+    if norm_type != 2.0:
+        return
+    for bad in (np.nan, np.inf):
+        g = [to_gpu(np.ones(10, dtype)), to_gpu(np.arange(70000, dtype=dtype))]
+        g[1][3] = bad
+        keep = [to_cpu(x) for x in g]
+        with pytest.raises(RuntimeError, match="non-finite"):
+            ops.clip_grad_norm_(g, 1.0, error_if_nonfinite=True)
+        assert all(np.array_equal(a, to_cpu(b), equal_nan=True) for a, b in zip(keep, g))
+        c = [to_cpu(x) for x in g]
+        assert np.isnan(ops.clip_grad_norm_(g, 1.0)) == np.isnan(ops.clip_grad_norm_(c, 1.0))
+        for a, b in zip(g, c):
+            assert np.array_equal(to_cpu(a), b, equal_nan=True)
+
+
+@requires_gpu
+def test_gpu_steps_check_their_arrays_like_the_cpu():
+    ps = [to_gpu(np.ones(4, np.float32)), to_gpu(np.ones(3, np.float32))]
+    gs = [to_gpu(np.ones(4, np.float32)), to_gpu(np.ones(3, np.float32))]
+    m = [to_gpu(np.zeros(4, np.float32)), to_gpu(np.zeros(3, np.float32))]
+    v = [to_gpu(np.zeros(4, np.float32)), to_gpu(np.zeros(3, np.float32))]
+    with pytest.raises(ValueError, match=r"\[adam_step\] got 2 params but 1 grads"):
+        ops.adam_step(ps, gs[:1], m, v, step=1)
+    with pytest.raises(ValueError, match=r"grads\[1\] has shape \(4,\) but params\[1\] has \(3,\)"):
+        ops.adam_step(ps, [gs[0], gs[0]], m, v, step=1)
+    with pytest.raises(TypeError, match=r"grads\[0\] has dtype float64, expected float32"):
+        ops.adam_step(ps, [to_gpu(np.ones(4)), gs[1]], m, v, step=1)
+    with pytest.raises(TypeError, match=r"grads\[1\] is not a CUDA array but params\[0\] is"):
+        ops.adam_step(ps, [gs[0], np.ones(3, np.float32)], m, v, step=1)
+    with pytest.raises(ValueError, match="share memory"):
+        ops.adam_step(ps, gs, m, m, step=1)
+    with pytest.raises(ValueError, match=r"exp_avgs\[0\] must be a C-contiguous"):
+        ops.adam_step(ps, gs, [to_gpu(np.zeros(8, np.float32))[::2], m[1]], v, step=1)
+    assert all((to_cpu(p) == 1).all() for p in ps)  # nothing was written
+
+
+def _fake(shape, typestr="<f4", address=0x1000, readonly=False):
+    from test_activation import FakeCudaArray
+    a = FakeCudaArray(shape, typestr)
+    a.__cuda_array_interface__["data"] = (address, readonly)
+    return a
+
+
+def test_cuda_lists_are_checked_before_any_gpu_work():
+    """Runs everywhere: interface-only arrays reach the binding's CUDA checks, which
+    must raise the CPU path's errors before any GPU call; pointers that pass them
+    are then refused by the CUDA side as not device memory (or no GPU at all)."""
+    from deepkern import _C
+    addr = iter(range(0x10000, 0x10000000, 0x1000))
+    lists = lambda *shapes: [_fake(s, address=next(addr)) for s in shapes]  # noqa: E731
+    ps, gs, m, v = lists((4,), (3,)), lists((4,), (3,)), lists((4,), (3,)), lists((4,), (3,))
+    if not _C.cuda_built:
+        with pytest.raises(TypeError, match="built without CUDA"):
+            ops.adam_step(ps, gs, m, v, step=1)
+        return
+    with pytest.raises(ValueError, match=r"\[adam_step\] got 2 params but 1 grads"):
+        ops.adam_step(ps, gs[:1], m, v, step=1)
+    with pytest.raises(ValueError, match=r"\[adam_step\] got 1 exp_avgs for 2 params"):
+        ops.adam_step(ps, gs, m[:1], v, step=1)
+    with pytest.raises(ValueError, match=r"grads\[1\] has shape \(4,\) but params\[1\] has \(3,\)"):
+        ops.adam_step(ps, [gs[0], gs[0]], m, v, step=1)
+    with pytest.raises(TypeError, match=r"grads\[0\] has dtype float64, expected float32"):
+        ops.adam_step(ps, [_fake((4,), "<f8", next(addr)), gs[1]], m, v, step=1)
+    with pytest.raises(TypeError, match=r"grads\[1\] is not a CUDA array but params\[0\] is"):
+        ops.adam_step(ps, [gs[0], np.ones(3, np.float32)], m, v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avgs\[1\] is written in place and must be writeable"):
+        ops.adam_step(ps, gs, [m[0], _fake((3,), address=next(addr), readonly=True)], v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avg_sqs\[\d\] and exp_avgs\[\d\] share memory"):
+        ops.adam_step(ps, gs, m, m, step=1)
+    with pytest.raises(ValueError, match=r"params\[1\] and params\[0\] share memory"):
+        ops.sgd_step([_fake((4,), address=0x5000), _fake((3,), address=0x5008)], gs, lr=0.1)
+    with pytest.raises(TypeError, match=r"arrays\[0\] must be float32 or float64, got a CUDA array of typestr"):
+        _C.all_finite([_fake((4,), "<i4")])
+    # Checks passed: the CUDA side refuses host addresses (or finds no GPU), writing nothing.
+    with pytest.raises((RuntimeError, ValueError), match=r"\[adam_step\]"):
+        ops.adam_step(ps, gs, m, v, step=1, check_finite=True)
+    with pytest.raises((RuntimeError, ValueError), match=r"\[clip_grad_norm\]"):
+        _C.clip_grad_norm(gs, -1.0, 2.0, True)

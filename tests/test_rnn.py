@@ -12,7 +12,7 @@ import pytest
 
 import reference as ref
 from deepkern import nn, ops
-from helpers import DTYPES, assert_close, assert_grad, randn, rng, torch_or_skip
+from helpers import DTYPES, assert_close, assert_grad, randn, requires_gpu, rng, to_cpu, to_gpu, torch_or_skip
 
 # (B, I, H): sizes of one and primes, H below, at and past the vector widths
 # (8 and 16 lanes), an empty batch, and the benchmark's small cell.
@@ -565,3 +565,205 @@ def test_embedding_checks_indices():
         m(np.zeros(3, np.float32))
     with pytest.raises(ValueError, match=r"\[Embedding\] padding_idx"):
         nn.Embedding(4, 2, padding_idx=4)
+
+
+# -- the CUDA kernels ---------------------------------------------------------------
+# The cells and sequences on CuPy arrays against the CPU op and the float64
+# reference: hidden sizes off the warp size, a batch of one, one step, no bias,
+# None for states and incoming gradients; the cache holds CuPy arrays.
+
+# Fixed edge cases, then seeded random sizes.
+GPU_CELL_SHAPES = [(1, 1, 1), (1, 5, 7), (3, 5, 33), (4, 1, 45), (2, 8, 100), (0, 3, 5), (64, 128, 257)] + \
+    [tuple(int(v) for v in s) for s in rng(21).integers(1, 70, (3, 3))]
+GPU_SEQ_SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (5, 1, 1, 17), (7, 3, 4, 33), (4, 2, 6, 70), (0, 2, 3, 5),
+                  (3, 0, 2, 4), (6, 16, 24, 40)] + \
+    [tuple(int(v) for v in s) for s in rng(22).integers(1, 40, (3, 4))]
+
+
+def _gpu_all(*arrays):
+    return [to_gpu(a) for a in arrays]
+
+
+def _check_gpu(got, cpu, want, names, dtype, scale):
+    for name, g, c, e in zip(names, got, cpu, want):
+        if c is None:
+            assert g is None, f"{name} must be None"
+            continue
+        g = to_cpu(g)
+        assert g.dtype == dtype and g.shape == c.shape, f"{name}: {g.dtype} {g.shape}"
+        assert_close(g, c, dtype, scale=scale, name=f"{name} GPU vs CPU")
+        assert_close(g, e, dtype, scale=scale, name=f"{name} GPU vs reference")
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b,i,h", GPU_CELL_SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gpu_lstm_cell_matches_cpu_and_reference(b, i, h, bias, dtype):
+    import cupy
+    gen = rng(b * 1000 + i * 10 + h + 3)
+    x, h0, c0 = randn(gen, (b, i), dtype), randn(gen, (b, h), dtype), randn(gen, (b, h), dtype)
+    w = weights(gen, 4, i, h, dtype, bias)
+    gx, gh0, gc0 = _gpu_all(x, h0, c0)
+    gw = _gpu_all(*w)
+    h1, c1, cache = ops.lstm_cell(gx, gh0, gc0, *gw)
+    assert isinstance(cache.gates, cupy.ndarray) and isinstance(cache.cs, cupy.ndarray)
+    ch1, cc1, ccache = ops.lstm_cell(x, h0, c0, *w)
+    rh, rc = ref.lstm_cell(x, h0, c0, *w)
+    s = sum_scale(i, h)
+    _check_gpu((h1, c1), (ch1, cc1), (rh, rc), ("h_new", "c_new"), dtype, s)
+    assert_close(to_cpu(cache.gates), ccache.gates, dtype, scale=s, name="gates GPU vs CPU")
+    dh, dc = randn(gen, (b, h), dtype), randn(gen, (b, h), dtype)
+    got = ops.lstm_cell_backward(to_gpu(dh), to_gpu(dc), cache)
+    cpu = ops.lstm_cell_backward(dh, dc, ccache)
+    dx, dh0, dc0, dw_ih, dw_hh, db = ref.lstm_cell_backward(dh, dc, x, h0, c0, *w)
+    want = (dx, dh0, dc0, dw_ih, dw_hh, db, db)
+    _check_gpu(got, cpu, want, ("dx", "dh", "dc", "dw_ih", "dw_hh", "db_ih", "db_hh"), dtype,
+               s * sum_scale(4 * h, b))
+    # None: zero states and a zero incoming gradient, as on the CPU
+    h1, c1, cache = ops.lstm_cell(gx, None, None, *gw)
+    ch1, cc1, ccache = ops.lstm_cell(x, None, None, *w)
+    assert_close(to_cpu(h1), ch1, dtype, scale=s, name="h_new from None")
+    got = ops.lstm_cell_backward(None, to_gpu(dc), cache)
+    cpu = ops.lstm_cell_backward(None, dc, ccache)
+    for name, g, c in zip(("dx", "dh", "dc", "dw_ih", "dw_hh"), got, cpu):
+        assert_close(to_cpu(g), c, dtype, scale=s * sum_scale(4 * h, b), name=f"{name} from None")
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b,i,h", GPU_CELL_SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gpu_gru_cell_matches_cpu_and_reference(b, i, h, bias, dtype):
+    import cupy
+    gen = rng(b * 1000 + i * 10 + h + 5)
+    x, h0 = randn(gen, (b, i), dtype), randn(gen, (b, h), dtype)
+    w = weights(gen, 3, i, h, dtype, bias)
+    gw = _gpu_all(*w)
+    h1, cache = ops.gru_cell(to_gpu(x), to_gpu(h0), *gw)
+    assert isinstance(cache.gates, cupy.ndarray)
+    ch1, ccache = ops.gru_cell(x, h0, *w)
+    s = sum_scale(i, h)
+    _check_gpu((h1,), (ch1,), (ref.gru_cell(x, h0, *w),), ("h_new",), dtype, s)
+    assert_close(to_cpu(cache.gates), ccache.gates, dtype, scale=s, name="saved GPU vs CPU")
+    dh = randn(gen, (b, h), dtype)
+    got = ops.gru_cell_backward(to_gpu(dh), cache)
+    cpu = ops.gru_cell_backward(dh, ccache)
+    want = ref.gru_cell_backward(dh, x, h0, *w)
+    _check_gpu(got, cpu, want, ("dx", "dh", "dw_ih", "dw_hh", "db_ih", "db_hh"), dtype, s * sum_scale(3 * h, b))
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t,b,i,h", GPU_SEQ_SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gpu_lstm_sequence_matches_cpu_and_reference(t, b, i, h, bias, dtype):
+    gen = rng(t * 100 + b * 10 + h + 11)
+    x, h0, c0 = randn(gen, (t, b, i), dtype), randn(gen, (b, h), dtype), randn(gen, (b, h), dtype)
+    w = weights(gen, 4, i, h, dtype, bias)
+    y, hn, cn, cache = ops.lstm(*_gpu_all(x, h0, c0), *_gpu_all(*w))
+    cy, chn, ccn, ccache = ops.lstm(x, h0, c0, *w)
+    ry, rh, rc = ref.lstm(x, h0, c0, *w)
+    s = sum_scale(i, h) * (1 + t)
+    _check_gpu((y, hn, cn), (cy, chn, ccn), (ry, rh, rc), ("y", "h_n", "c_n"), dtype, s)
+    dy, dhn, dcn = randn(gen, (t, b, h), dtype), randn(gen, (b, h), dtype), randn(gen, (b, h), dtype)
+    got = ops.lstm_backward(*_gpu_all(dy, dhn, dcn), cache)
+    cpu = ops.lstm_backward(dy, dhn, dcn, ccache)
+    want = ref.lstm_backward(dy, dhn, dcn, x, h0, c0, *w)
+    want = want + (want[-1],)
+    _check_gpu(got, cpu, want, ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"), dtype,
+               s * sum_scale(4 * h, t * b))
+    # None for the incoming gradients: only dh_n flows back
+    got = ops.lstm_backward(None, to_gpu(dhn), None, cache)
+    cpu = ops.lstm_backward(None, dhn, None, ccache)
+    for name, g, c in zip(("dx", "dh0", "dc0", "dw_ih", "dw_hh"), got, cpu):
+        assert_close(to_cpu(g), c, dtype, scale=s * sum_scale(4 * h, t * b), name=f"{name} from dh_n alone")
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t,b,i,h", GPU_SEQ_SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gpu_gru_sequence_matches_cpu_and_reference(t, b, i, h, bias, dtype):
+    gen = rng(t * 100 + b * 10 + h + 13)
+    x, h0 = randn(gen, (t, b, i), dtype), randn(gen, (b, h), dtype)
+    w = weights(gen, 3, i, h, dtype, bias)
+    y, hn, cache = ops.gru(to_gpu(x), to_gpu(h0), *_gpu_all(*w))
+    cy, chn, ccache = ops.gru(x, h0, *w)
+    ry, rh = ref.gru(x, h0, *w)
+    s = sum_scale(i, h) * (1 + t)
+    _check_gpu((y, hn), (cy, chn), (ry, rh), ("y", "h_n"), dtype, s)
+    dy, dhn = randn(gen, (t, b, h), dtype), randn(gen, (b, h), dtype)
+    got = ops.gru_backward(to_gpu(dy), to_gpu(dhn), cache)
+    cpu = ops.gru_backward(dy, dhn, ccache)
+    want = ref.gru_backward(dy, dhn, x, h0, *w)
+    _check_gpu(got, cpu, want, ("dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"), dtype, s * sum_scale(3 * h, t * b))
+    y, hn, cache = ops.gru(to_gpu(x), None, *_gpu_all(*w))
+    cy, chn, ccache = ops.gru(x, None, *w)
+    assert_close(to_cpu(y), cy, dtype, scale=s, name="y from h0 None")
+    got = ops.gru_backward(to_gpu(dy), None, cache)
+    cpu = ops.gru_backward(dy, None, ccache)
+    for name, g, c in zip(("dx", "dh0", "dw_ih", "dw_hh"), got, cpu):
+        assert_close(to_cpu(g), c, dtype, scale=s * sum_scale(3 * h, t * b), name=f"{name} from dy alone")
+
+
+@requires_gpu
+def test_gpu_rnn_ops_check_their_arrays_like_the_cpu():
+    x, h, c, w_ih, w_hh, b_ih, b_hh = _lstm_args()
+    gx, gh, gc, gwi, gwh = _gpu_all(x, h, c, w_ih, w_hh)
+    with pytest.raises(TypeError, match=r"\[lstm_cell\] h is not a CUDA array but x is"):
+        ops.lstm_cell(gx, h, gc, gwi, gwh)
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] h has 3 columns, w_hh expects 4"):
+        ops.lstm_cell(gx, to_gpu(np.zeros((2, 3), np.float32)), gc, gwi, gwh)
+    with pytest.raises(TypeError, match=r"w_hh has dtype float64, expected float32"):
+        ops.lstm_cell(gx, gh, gc, gwi, to_gpu(w_hh.astype(np.float64)))
+    with pytest.raises(ValueError, match=r"\[gru\] x must be 3-D"):
+        ops.gru(gx, None, *_gpu_all(*weights(rng(0), 3, 3, 4, np.float32)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.lstm_cell(to_gpu(np.zeros((3, 2), np.float32)).T, gh, gc, gwi, gwh)
+
+
+def test_cuda_rnn_arguments_are_checked_before_any_gpu_work():
+    """Runs everywhere: interface-only arrays reach the binding's CUDA checks, which
+    raise the CPU path's errors; arguments that pass them are then refused by the
+    CUDA side as not device memory (or no GPU at all)."""
+    from deepkern import _C
+    from test_activation import FakeCudaArray
+
+    addr = iter(range(0x10000, 0x10000000, 0x10000))
+
+    def fake(shape, typestr="<f4"):
+        a = FakeCudaArray(shape, typestr)
+        a.__cuda_array_interface__["data"] = (next(addr), False)
+        return a
+
+    b, i, h = 2, 3, 4
+    x, h0, c0, w_ih, w_hh = fake((b, i)), fake((b, h)), fake((b, h)), fake((4 * h, i)), fake((4 * h, h))
+    outs = lambda: (fake((b, h)), fake((b, h)), fake((b, 4 * h)))  # noqa: E731
+    if not _C.cuda_built:
+        with pytest.raises(TypeError, match="built without CUDA"):
+            _C.lstm_cell(x, h0, c0, w_ih, w_hh, None, None, *outs())
+        return
+    with pytest.raises(TypeError, match=r"\[lstm_cell\] h is not a CUDA array but x is"):
+        _C.lstm_cell(x, np.zeros((b, h), np.float32), c0, w_ih, w_hh, None, None, *outs())
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] h has 3 columns, w_hh expects 4"):
+        _C.lstm_cell(x, fake((b, 3)), c0, w_ih, w_hh, None, None, *outs())
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] w_ih has 15 rows, expected 4 \* hidden_size"):
+        _C.lstm_cell(x, h0, c0, fake((15, i)), w_hh, None, None, *outs())
+    with pytest.raises(TypeError, match=r"\[lstm_cell\] w_hh has dtype float64, expected float32"):
+        _C.lstm_cell(x, h0, c0, w_ih, fake((4 * h, h), "<f8"), None, None, *outs())
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] b_ih must have shape \(16,\), got \(15,\)"):
+        _C.lstm_cell(x, h0, c0, w_ih, w_hh, fake((15,)), None, *outs())
+    ro = fake((b, h))
+    ro.__cuda_array_interface__["data"] = (ro.__cuda_array_interface__["data"][0], True)
+    with pytest.raises(ValueError, match=r"\[lstm_cell\] h_new is written in place and must be writeable"):
+        _C.lstm_cell(x, h0, c0, w_ih, w_hh, None, None, ro, fake((b, h)), fake((b, 4 * h)))
+    with pytest.raises(ValueError, match=r"\[gru\] x must be 3-D"):
+        _C.gru(x, h0, fake((3 * h, i)), fake((3 * h, h)), None, None, fake((1, b, h)), fake((1, b, 4 * h)))
+    with pytest.raises(ValueError, match=r"\[gru_backward\] saved must have shape \(5, 2, 16\)"):
+        _C.gru_backward(None, None, fake((5, b, i)), h0, fake((3 * h, i)), fake((3 * h, h)), fake((5, b, h)),
+                        fake((5, b, 12)), fake((5, b, i)), fake((b, h)), fake((3 * h, i)), fake((3 * h, h)), None,
+                        None)
+    # Checks passed: the CUDA side refuses host addresses (or finds no GPU).
+    with pytest.raises((RuntimeError, ValueError), match=r"\[lstm"):
+        _C.lstm_cell(x, h0, c0, w_ih, w_hh, None, None, *outs())

@@ -6,11 +6,19 @@
 // Weights as PyTorch: w_ih (G H, I), w_hh (G H, H), b_ih, b_hh (G H,) or None,
 // G = 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n). Outputs are allocated by
 // deepkern.ops and checked here (C-contiguous, writeable, the call's dtype).
+// numpy arrays run the CPU kernels; CUDA arrays (x decides, the others must
+// agree) run the CUDA kernels on the stream of x's interface. Both paths check
+// shapes with the same functions (on shape vectors), so they raise the same errors.
 #include <cstdint>
 #include <string>
 
 #include "bindings/common.h"
+#include "bindings/cuda_array.h"
 #include "cpu/rnn.h"
+
+#ifdef DK_WITH_CUDA
+#include "cuda/rnn.h"
+#endif
 
 namespace dk::bind {
 
@@ -35,13 +43,19 @@ Names names(bool lstm, bool cell, bool backward) {
 
 std::string n2(int64_t a, int64_t b) { return "(" + std::to_string(a) + ", " + std::to_string(b) + ")"; }
 
-// One call's shapes, checked against x and the weights; keeps the arrays alive.
+// One call's arrays, checked against x and the weights; keeps the arrays alive.
+// x decides the device: numpy arrays are checked (and read-only ones copied to
+// C-contiguous memory) for the CPU kernels, CUDA arrays for the CUDA kernels;
+// the shape checks are the same functions for both, so are the messages.
 struct Rnn {
   Names nm;
   bool cell;
   int64_t gates;  // G
   DType dt = DType::f32;
   RnnParams p;
+  bool gpu = false;
+  std::uintptr_t stream = 0;  // x's stream, on the GPU
+  const void *x = nullptr, *w_ih = nullptr, *w_hh = nullptr;
   std::vector<py::array> keep;
 
   Rnn(bool lstm, bool cell_, bool backward) : nm(names(lstm, cell_, backward)), cell(cell_), gates(lstm ? 4 : 3) {}
@@ -53,9 +67,64 @@ struct Rnn {
 
   const char* gate_names() const { return gates == 4 ? "i, f, g, o" : "r, z, n"; }
 
-  static bool misaligned(const py::array& a) {
-    return reinterpret_cast<uintptr_t>(a.data()) % static_cast<uintptr_t>(a.itemsize()) != 0;
+  static bool misaligned(const void* data, int64_t itemsize) {
+    return reinterpret_cast<uintptr_t>(data) % static_cast<uintptr_t>(itemsize) != 0;
   }
+  int64_t itemsize() const { return dt == DType::f32 ? 4 : 8; }
+
+  // -- the shape checks -------------------------------------------------------------
+
+  void need_ndim(const char* name, const std::vector<int64_t>& s, size_t ndim) const {
+    if (s.size() != ndim)
+      value_error(nm.op, std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " + shape_str(s));
+  }
+  void need_shape(const char* name, const std::vector<int64_t>& s, const std::vector<int64_t>& want) const {
+    if (s != want) value_error(nm.op, std::string(name) + " must have shape " + shape_str(want) + ", got " + shape_str(s));
+  }
+
+  // x, w_ih, w_hh: T, B, I and H of the call.
+  void dims(const std::vector<int64_t>& xs, const std::vector<int64_t>& wi, const std::vector<int64_t>& wh) {
+    const char* op = nm.op;
+    if (cell && xs.size() != 2) value_error(op, "x must be 2-D (batch, input_size), got shape " + shape_str(xs));
+    if (!cell && xs.size() != 3)
+      value_error(op, "x must be 3-D (seq_len, batch, input_size), got shape " + shape_str(xs));
+    p.steps = cell ? 1 : xs[0];
+    p.batch = xs[xs.size() - 2];
+    p.input = xs[xs.size() - 1];
+    need_ndim("w_ih", wi, 2);
+    if (wi[0] % gates)
+      value_error(op, "w_ih has " + std::to_string(wi[0]) + " rows, expected " + std::to_string(gates) +
+                          " * hidden_size (gates " + gate_names() + ")");
+    p.hidden = wi[0] / gates;
+    if (wi[1] != p.input)
+      value_error(op, "x has " + std::to_string(p.input) + " features, w_ih expects " + std::to_string(wi[1]));
+    need_ndim("w_hh", wh, 2);
+    if (wh[0] != wi[0])
+      value_error(op, "w_hh has " + std::to_string(wh[0]) + " rows, w_ih has " + std::to_string(wi[0]) + " (" +
+                          std::to_string(gates) + " * hidden_size)");
+    if (wh[1] != p.hidden)
+      value_error(op, "w_hh must be " + n2(gates * p.hidden, p.hidden) + " (" + std::to_string(gates) +
+                          " * hidden_size, hidden_size) for w_ih's " + std::to_string(wi[0]) + " rows, got " +
+                          shape_str(wh));
+    // Every size product the kernels form fits int64 (an empty array may have huge dimensions).
+    using I128 = __int128;
+    const I128 most = I128(1) << 62, sb = I128(p.steps) * p.batch;
+    if (sb > most || sb * p.input > most || sb * gates * p.hidden > most || I128(gates) * p.hidden * p.input > most)
+      value_error(op, "x " + shape_str(xs) + " and w_ih " + shape_str(wi) + " give sizes that overflow int64");
+  }
+
+  // A state (B, H): "h has 255 columns, w_hh expects 256".
+  void state_dims(const char* name, const std::vector<int64_t>& s) const {
+    need_ndim(name, s, 2);
+    if (s[0] != p.batch)
+      value_error(nm.op, std::string(name) + " has " + std::to_string(s[0]) + " rows, x has " +
+                             std::to_string(p.batch) + " (the batch)");
+    if (s[1] != p.hidden)
+      value_error(nm.op, std::string(name) + " has " + std::to_string(s[1]) + " columns, w_hh expects " +
+                             std::to_string(p.hidden));
+  }
+
+  // -- numpy arguments --------------------------------------------------------------
 
   // A read-only argument, checked for dtype but not yet copied: shapes are checked
   // on it first, so a mismatch never pays for a copy.
@@ -71,67 +140,61 @@ struct Rnn {
   // views) and aligned to its dtype (a misaligned one is copied too: the kernels'
   // scalar code reads it as T). numpy's "array is too big" (a strided view of more
   // bytes than can exist) becomes the op's error naming the argument.
-  py::array contiguous(const char* name, const py::array& a) {
+  const void* contiguous(const char* name, const py::array& a) {
     try {
       py::array c = input(nm.op, name, a, dt);
-      c = misaligned(c) ? py::array::ensure(c.attr("copy")("C"), py::array::c_style) : c;
+      c = misaligned(c.data(), c.itemsize()) ? py::array::ensure(c.attr("copy")("C"), py::array::c_style) : c;
       keep.push_back(c);
-      return c;
+      return c.data();
     } catch (py::error_already_set& e) {
       if (!e.matches(PyExc_ValueError)) throw;
       value_error(nm.op, std::string(name) + " " + shape_str(a) + " is too large to copy to contiguous memory");
     }
   }
 
-  // x, w_ih, w_hh: the dtype, T, B, I and H of the call.
-  void inputs(py::handle x_, py::handle w_ih_, py::handle w_hh_, py::array& x, py::array& w_ih, py::array& w_hh) {
-    const char* op = nm.op;
-    dt = float_dtype(op, "x", as_array(op, "x", x_));
-    x = raw("x", x_);
-    if (cell && x.ndim() != 2) value_error(op, "x must be 2-D (batch, input_size), got shape " + shape_str(x));
-    if (!cell && x.ndim() != 3)
-      value_error(op, "x must be 3-D (seq_len, batch, input_size), got shape " + shape_str(x));
-    p.steps = cell ? 1 : x.shape(0);
-    p.batch = x.shape(x.ndim() - 2);
-    p.input = x.shape(x.ndim() - 1);
-    w_ih = raw("w_ih", w_ih_);
-    check_ndim(op, "w_ih", w_ih, 2);
-    if (w_ih.shape(0) % gates)
-      value_error(op, "w_ih has " + std::to_string(w_ih.shape(0)) + " rows, expected " + std::to_string(gates) +
-                          " * hidden_size (gates " + gate_names() + ")");
-    p.hidden = w_ih.shape(0) / gates;
-    if (w_ih.shape(1) != p.input)
-      value_error(op, "x has " + std::to_string(p.input) + " features, w_ih expects " + std::to_string(w_ih.shape(1)));
-    w_hh = raw("w_hh", w_hh_);
-    check_ndim(op, "w_hh", w_hh, 2);
-    if (w_hh.shape(0) != w_ih.shape(0))
-      value_error(op, "w_hh has " + std::to_string(w_hh.shape(0)) + " rows, w_ih has " + std::to_string(w_ih.shape(0)) +
-                          " (" + std::to_string(gates) + " * hidden_size)");
-    if (w_hh.shape(1) != p.hidden)
-      value_error(op, "w_hh must be " + n2(gates * p.hidden, p.hidden) + " (" + std::to_string(gates) +
-                          " * hidden_size, hidden_size) for w_ih's " + std::to_string(w_ih.shape(0)) + " rows, got " +
-                          shape_str(w_hh));
-    // Every size product the kernels form fits int64 (an empty array may have huge dimensions).
-    using I128 = __int128;
-    const I128 most = I128(1) << 62, sb = I128(p.steps) * p.batch;
-    if (sb > most || sb * p.input > most || sb * gates * p.hidden > most || I128(gates) * p.hidden * p.input > most)
-      value_error(op, "x " + shape_str(x) + " and w_ih " + shape_str(w_ih) + " give sizes that overflow int64");
-    x = contiguous("x", x);
-    w_ih = contiguous("w_ih", w_ih);
-    w_hh = contiguous("w_hh", w_hh);
+  // -- CUDA arguments ---------------------------------------------------------------
+
+  // A CUDA argument of the call's dtype, C-contiguous (and writeable when written)
+  // and aligned to its dtype (a CUDA array cannot be copied here to fix that).
+  CudaArray cuda_arg(const char* name, py::handle h, bool written = false) const {
+    check_same_device(nm.op, name, h, true, "x");
+    CudaArray a = written ? cuda_output(nm.op, name, h) : cuda_array(nm.op, name, h);
+    auto str = [](DType d) { return d == DType::f32 ? "float32" : "float64"; };
+    if (a.dtype != dt)
+      type_error(nm.op, std::string(name) + " has dtype " + str(a.dtype) + ", expected " + str(dt) +
+                            " like the other arguments");
+    if (misaligned(a.data, itemsize())) value_error(nm.op, std::string(name) + " must be aligned to its dtype");
+    return a;
   }
 
-  // A state (B, H), read: h0/c0 of a sequence, h/c of a cell. "h has 255 columns, w_hh expects 256".
-  py::array state(const char* name, py::handle h) {
-    const char* op = nm.op;
+  // -- every argument, on either device -----------------------------------------------
+
+  // x, w_ih, w_hh: the device, dtype, T, B, I and H of the call.
+  void inputs(py::handle x_, py::handle w_ih_, py::handle w_hh_) {
+    gpu = on_gpu(nm.op, {{"x", x_}});
+    if (gpu) {
+      dt = cuda_array(nm.op, "x", x_).dtype;
+      CudaArray xa = cuda_arg("x", x_), wi = cuda_arg("w_ih", w_ih_), wh = cuda_arg("w_hh", w_hh_);
+      dims(xa.shape, wi.shape, wh.shape);
+      stream = xa.stream;
+      x = xa.data, w_ih = wi.data, w_hh = wh.data;
+      return;
+    }
+    dt = float_dtype(nm.op, "x", as_array(nm.op, "x", x_));
+    py::array xa = raw("x", x_), wi = raw("w_ih", w_ih_), wh = raw("w_hh", w_hh_);
+    dims(shape_of(xa), shape_of(wi), shape_of(wh));
+    x = contiguous("x", xa), w_ih = contiguous("w_ih", wi), w_hh = contiguous("w_hh", wh);
+  }
+
+  // A state (B, H), read: h0/c0 of a sequence, h/c of a cell.
+  const void* state(const char* name, py::handle h) {
+    if (gpu) {
+      CudaArray a = cuda_arg(name, h);
+      state_dims(name, a.shape);
+      return a.data;
+    }
     py::array a = raw(name, h);
-    check_ndim(op, name, a, 2);
-    if (a.shape(0) != p.batch)
-      value_error(op, std::string(name) + " has " + std::to_string(a.shape(0)) + " rows, x has " +
-                          std::to_string(p.batch) + " (the batch)");
-    if (a.shape(1) != p.hidden)
-      value_error(op, std::string(name) + " has " + std::to_string(a.shape(1)) + " columns, w_hh expects " +
-                          std::to_string(p.hidden));
+    state_dims(name, shape_of(a));
     return contiguous(name, a);
   }
 
@@ -139,58 +202,80 @@ struct Rnn {
   template <class T>
   const T* optional(const char* name, py::handle h, const std::vector<int64_t>& shape) {
     if (h.is_none()) return nullptr;
+    if (gpu) {
+      CudaArray a = cuda_arg(name, h);
+      need_shape(name, a.shape, shape);
+      return static_cast<const T*>(a.data);
+    }
     py::array a = raw(name, h);
-    check_shape(nm.op, name, a, shape);
-    return in_ptr<T>(contiguous(name, a));
+    need_shape(name, shape_of(a), shape);
+    return static_cast<const T*>(contiguous(name, a));
   }
 
   template <class T>
   const T* read(const char* name, py::handle h, const std::vector<int64_t>& shape) {
-    const T* ptr = optional<T>(name, h, shape);
-    if (!ptr) type_error(nm.op, std::string(name) + " must be a numpy array, got None");
-    return ptr;
+    if (h.is_none())
+      type_error(nm.op, std::string(name) + (gpu ? " must be a CUDA array" : " must be a numpy array") + ", got None");
+    return optional<T>(name, h, shape);
   }
 
   // An array written in place, of a fixed shape (None: nullptr when allowed).
   template <class T>
   T* write(const char* name, py::handle h, const std::vector<int64_t>& shape, bool may_be_none = false) {
     if (may_be_none && h.is_none()) return nullptr;
+    if (gpu) {
+      CudaArray a = cuda_arg(name, h, true);
+      need_shape(name, a.shape, shape);
+      return static_cast<T*>(a.data);
+    }
     py::array a = output(nm.op, name, h, dt);
-    check_shape(nm.op, name, a, shape);
-    if (misaligned(a)) value_error(nm.op, std::string(name) + " is written in place and must be aligned to its dtype");
+    need_shape(name, shape_of(a), shape);
+    if (misaligned(a.data(), a.itemsize()))
+      value_error(nm.op, std::string(name) + " is written in place and must be aligned to its dtype");
     keep.push_back(a);
     return out_ptr<T>(a);
   }
 
   template <class T>
-  cpu::RnnWeights<T> weights(const py::array& w_ih, const py::array& w_hh, py::handle b_ih, py::handle b_hh) {
+  RnnWeights<T> weights(py::handle b_ih, py::handle b_hh) {
     const int64_t gh = gates * p.hidden;
-    return {in_ptr<T>(w_ih), in_ptr<T>(w_hh), optional<T>("b_ih", b_ih, {gh}), optional<T>("b_hh", b_hh, {gh})};
+    return {static_cast<const T*>(w_ih), static_cast<const T*>(w_hh), optional<T>("b_ih", b_ih, {gh}),
+            optional<T>("b_hh", b_hh, {gh})};
   }
 
   template <class T>
-  cpu::RnnGrads<T> grads(py::handle dw_ih, py::handle dw_hh, py::handle db_ih, py::handle db_hh) {
+  RnnGrads<T> grads(py::handle dw_ih, py::handle dw_hh, py::handle db_ih, py::handle db_hh) {
     const int64_t gh = gates * p.hidden;
     return {write<T>("dw_ih", dw_ih, {gh, p.input}), write<T>("dw_hh", dw_hh, {gh, p.hidden}),
             write<T>("db_ih", db_ih, {gh}, true), write<T>("db_hh", db_hh, {gh}, true)};
   }
 };
 
+// The kernel call of the device the arguments are on (without the GIL); the
+// CUDA call compiles only into a CUDA build, where alone r.gpu can be true.
+#ifdef DK_WITH_CUDA
+#define DK_RNN_CALL(r, cpu_call, cuda_call) \
+  if ((r).gpu) cuda_call;                   \
+  else cpu_call
+#else
+#define DK_RNN_CALL(r, cpu_call, cuda_call) cpu_call
+#endif
+
 void lstm_forward(bool cell, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_, py::handle w_hh_,
                   py::handle b_ih_, py::handle b_hh_, py::handle hs_, py::handle cs_, py::handle gates_) {
   Rnn r(true, cell, false);
-  py::array x, w_ih, w_hh;
-  r.inputs(x_, w_ih_, w_hh_, x, w_ih, w_hh);
-  py::array h0 = r.state(r.nm.h0, h0_), c0 = r.state(r.nm.c0, c0_);
+  r.inputs(x_, w_ih_, w_hh_);
+  const void *h0 = r.state(r.nm.h0, h0_), *c0 = r.state(r.nm.c0, c0_);
   by_dtype(r.dt, [&](auto tag) {
     using T = decltype(tag);
-    const auto w = r.weights<T>(w_ih, w_hh, b_ih_, b_hh_);
+    const auto w = r.weights<T>(b_ih_, b_hh_);
     const int64_t H = r.p.hidden;
     T *hs = r.write<T>(r.nm.hs, hs_, r.seq(H)), *cs = r.write<T>(r.nm.cs, cs_, r.seq(H)),
       *gates = r.write<T>(r.nm.gates, gates_, r.seq(4 * H));
-    const T *px = in_ptr<T>(x), *ph = in_ptr<T>(h0), *pc = in_ptr<T>(c0);
+    const T *px = static_cast<const T*>(r.x), *ph = static_cast<const T*>(h0), *pc = static_cast<const T*>(c0);
     py::gil_scoped_release nogil;
-    cpu::rnn_kernels<T>().lstm_forward(r.p, px, ph, pc, w, hs, cs, gates);
+    DK_RNN_CALL(r, cpu::rnn_kernels<T>().lstm_forward(r.p, px, ph, pc, w, hs, cs, gates),
+                cuda::lstm_forward<T>(r.p, px, ph, pc, w, hs, cs, gates, r.stream));
   });
 }
 
@@ -199,9 +284,8 @@ void lstm_backward(bool cell, py::handle dy_, py::handle dh_n_, py::handle dc_n_
                    py::handle gates_, py::handle dx_, py::handle dh0_, py::handle dc0_, py::handle dw_ih_,
                    py::handle dw_hh_, py::handle db_ih_, py::handle db_hh_) {
   Rnn r(true, cell, true);
-  py::array x, w_ih, w_hh;
-  r.inputs(x_, w_ih_, w_hh_, x, w_ih, w_hh);
-  py::array h0 = r.state(r.nm.h0, h0_), c0 = r.state(r.nm.c0, c0_);
+  r.inputs(x_, w_ih_, w_hh_);
+  const void *h0 = r.state(r.nm.h0, h0_), *c0 = r.state(r.nm.c0, c0_);
   by_dtype(r.dt, [&](auto tag) {
     using T = decltype(tag);
     const int64_t B = r.p.batch, H = r.p.hidden;
@@ -214,27 +298,29 @@ void lstm_backward(bool cell, py::handle dy_, py::handle dh_n_, py::handle dc_n_
     T* dx = r.write<T>("dx", dx_, r.seq(r.p.input));
     T *dh0 = r.write<T>(r.nm.dh0, dh0_, {B, H}), *dc0 = r.write<T>(r.nm.dc0, dc0_, {B, H});
     const auto g = r.grads<T>(dw_ih_, dw_hh_, db_ih_, db_hh_);
-    const cpu::RnnWeights<T> w{in_ptr<T>(w_ih), in_ptr<T>(w_hh), nullptr, nullptr};
-    const T *px = in_ptr<T>(x), *ph = in_ptr<T>(h0), *pc = in_ptr<T>(c0);
+    const RnnWeights<T> w{static_cast<const T*>(r.w_ih), static_cast<const T*>(r.w_hh), nullptr, nullptr};
+    const T *px = static_cast<const T*>(r.x), *ph = static_cast<const T*>(h0), *pc = static_cast<const T*>(c0);
     py::gil_scoped_release nogil;
-    cpu::rnn_kernels<T>().lstm_backward(r.p, px, ph, pc, w, hs, cs, gates, dy, dh_n, dc_n, dx, dh0, dc0, g);
+    DK_RNN_CALL(
+        r, cpu::rnn_kernels<T>().lstm_backward(r.p, px, ph, pc, w, hs, cs, gates, dy, dh_n, dc_n, dx, dh0, dc0, g),
+        cuda::lstm_backward<T>(r.p, px, ph, pc, w, hs, cs, gates, dy, dh_n, dc_n, dx, dh0, dc0, g, r.stream));
   });
 }
 
 void gru_forward(bool cell, py::handle x_, py::handle h0_, py::handle w_ih_, py::handle w_hh_, py::handle b_ih_,
                  py::handle b_hh_, py::handle hs_, py::handle saved_) {
   Rnn r(false, cell, false);
-  py::array x, w_ih, w_hh;
-  r.inputs(x_, w_ih_, w_hh_, x, w_ih, w_hh);
-  py::array h0 = r.state(r.nm.h0, h0_);
+  r.inputs(x_, w_ih_, w_hh_);
+  const void* h0 = r.state(r.nm.h0, h0_);
   by_dtype(r.dt, [&](auto tag) {
     using T = decltype(tag);
-    const auto w = r.weights<T>(w_ih, w_hh, b_ih_, b_hh_);
+    const auto w = r.weights<T>(b_ih_, b_hh_);
     const int64_t H = r.p.hidden;
     T *hs = r.write<T>(r.nm.hs, hs_, r.seq(H)), *saved = r.write<T>(r.nm.gates, saved_, r.seq(4 * H));
-    const T *px = in_ptr<T>(x), *ph = in_ptr<T>(h0);
+    const T *px = static_cast<const T*>(r.x), *ph = static_cast<const T*>(h0);
     py::gil_scoped_release nogil;
-    cpu::rnn_kernels<T>().gru_forward(r.p, px, ph, w, hs, saved);
+    DK_RNN_CALL(r, cpu::rnn_kernels<T>().gru_forward(r.p, px, ph, w, hs, saved),
+                cuda::gru_forward<T>(r.p, px, ph, w, hs, saved, r.stream));
   });
 }
 
@@ -242,9 +328,8 @@ void gru_backward(bool cell, py::handle dy_, py::handle dh_n_, py::handle x_, py
                   py::handle w_hh_, py::handle hs_, py::handle saved_, py::handle dx_, py::handle dh0_,
                   py::handle dw_ih_, py::handle dw_hh_, py::handle db_ih_, py::handle db_hh_) {
   Rnn r(false, cell, true);
-  py::array x, w_ih, w_hh;
-  r.inputs(x_, w_ih_, w_hh_, x, w_ih, w_hh);
-  py::array h0 = r.state(r.nm.h0, h0_);
+  r.inputs(x_, w_ih_, w_hh_);
+  const void* h0 = r.state(r.nm.h0, h0_);
   by_dtype(r.dt, [&](auto tag) {
     using T = decltype(tag);
     const int64_t B = r.p.batch, H = r.p.hidden;
@@ -255,12 +340,15 @@ void gru_backward(bool cell, py::handle dy_, py::handle dh_n_, py::handle x_, py
     T* dx = r.write<T>("dx", dx_, r.seq(r.p.input));
     T* dh0 = r.write<T>(r.nm.dh0, dh0_, {B, H});
     const auto g = r.grads<T>(dw_ih_, dw_hh_, db_ih_, db_hh_);
-    const cpu::RnnWeights<T> w{in_ptr<T>(w_ih), in_ptr<T>(w_hh), nullptr, nullptr};
-    const T *px = in_ptr<T>(x), *ph = in_ptr<T>(h0);
+    const RnnWeights<T> w{static_cast<const T*>(r.w_ih), static_cast<const T*>(r.w_hh), nullptr, nullptr};
+    const T *px = static_cast<const T*>(r.x), *ph = static_cast<const T*>(h0);
     py::gil_scoped_release nogil;
-    cpu::rnn_kernels<T>().gru_backward(r.p, px, ph, w, hs, saved, dy, dh_n, dx, dh0, g);
+    DK_RNN_CALL(r, cpu::rnn_kernels<T>().gru_backward(r.p, px, ph, w, hs, saved, dy, dh_n, dx, dh0, g),
+                cuda::gru_backward<T>(r.p, px, ph, w, hs, saved, dy, dh_n, dx, dh0, g, r.stream));
   });
 }
+
+#undef DK_RNN_CALL
 
 }  // namespace
 

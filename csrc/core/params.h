@@ -165,4 +165,22 @@ struct RnnParams {
   int64_t steps = 1, batch = 0, input = 0, hidden = 0;
 };
 
+// The weights of one LSTM/GRU layer as PyTorch's (shapes in cpu/rnn.h); a bias may be nullptr.
+template <class T>
+struct RnnWeights {
+  const T* w_ih = nullptr;
+  const T* w_hh = nullptr;
+  const T* b_ih = nullptr;
+  const T* b_hh = nullptr;
+};
+
+// Their gradients, overwritten by backward; a bias gradient nullptr is not computed.
+template <class T>
+struct RnnGrads {
+  T* dw_ih = nullptr;
+  T* dw_hh = nullptr;
+  T* db_ih = nullptr;
+  T* db_hh = nullptr;
+};
+
 }  // namespace dk

@@ -14,22 +14,7 @@
 
 namespace dk::cpu {
 
-template <class T>
-struct RnnWeights {
-  const T* w_ih = nullptr;
-  const T* w_hh = nullptr;
-  const T* b_ih = nullptr;
-  const T* b_hh = nullptr;
-};
-
-template <class T>
-struct RnnGrads {
-  T* dw_ih = nullptr;
-  T* dw_hh = nullptr;
-  T* db_ih = nullptr;
-  T* db_hh = nullptr;
-};
-
+// RnnWeights and RnnGrads (core/params.h) are shared with the CUDA kernels.
 template <class T>
 struct RnnKernels {
   void (*lstm_forward)(const RnnParams& p, const T* x, const T* h0, const T* c0, const RnnWeights<T>& w, T* hs,

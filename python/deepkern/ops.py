@@ -636,11 +636,12 @@ def _step(op, step):
 
 def _by_dtype(op, arrays, name="grads"):
     """The arrays split by dtype (float32, float64), each checked here while its
-    index in the caller's list is still known."""
+    index in the caller's list is still known. CUDA arrays are accepted too: the
+    binding runs a list of them on the GPU (and rejects a list mixing devices)."""
     groups = {}
     for i, a in enumerate(arrays):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"[{op}] {name}[{i}] must be a numpy array, got {type(a).__name__}")
+        if not isinstance(a, np.ndarray) and not hasattr(a, "__cuda_array_interface__"):
+            raise TypeError(f"[{op}] {name}[{i}] must be a numpy or CUDA array, got {type(a).__name__}")
         if a.dtype not in (np.float32, np.float64):
             raise TypeError(f"[{op}] {name}[{i}] must be float32 or float64, got {a.dtype}")
         groups.setdefault(a.dtype, []).append(a)
@@ -700,7 +701,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     if len(groups) == 1:
         total = _C.clip_grad_norm(groups[0], max_norm, norm_type, not error_if_nonfinite)
     else:  # mixed dtypes: the norm of the per-dtype norms, then one scaling pass per dtype
-        if not all(g.flags.c_contiguous and g.flags.writeable for same in groups for g in same):
+        # (CuPy's flags have no writeable: its arrays always are)
+        if not all(g.flags.c_contiguous and getattr(g.flags, "writeable", True) for same in groups for g in same):
             raise ValueError(f"[{op}] grads are scaled in place and must be C-contiguous and writeable")
         total = _combine_norms([_C.clip_grad_norm(same, -1.0, norm_type, True) for same in groups], norm_type)
         coef = max_norm / (total + 1e-6)
@@ -974,40 +976,55 @@ def _rnn_dims(x, w_ih, gates, cell):
     """(T, B, I, H) for allocating outputs; 0 where an argument is malformed, which
     the binding then reports by name before it looks at any output."""
     want = 2 if cell else 3
-    t, b, i = ((1,) + x.shape if cell else x.shape) if x.ndim == want else (0, 0, 0)
-    h = w_ih.shape[0] // gates if isinstance(w_ih, np.ndarray) and w_ih.ndim == 2 else 0
+    t, b, i = ((1,) + tuple(x.shape) if cell else tuple(x.shape)) if x.ndim == want else (0, 0, 0)
+    h = w_ih.shape[0] // gates if hasattr(w_ih, "ndim") and w_ih.ndim == 2 else 0
     return t, b, i, h
 
 
-def _rnn_empty(op, shape, dtype):
+def _new_like(x, shape, zeros=False):
+    """An uninitialised (or zero) C-contiguous array of `shape` and x's dtype, from x's
+    array module (numpy, or a CUDA array's library, on x's device)."""
+    if isinstance(x, np.ndarray):
+        return (np.zeros if zeros else np.empty)(shape, dtype=_out_dtype(x))
+    if hasattr(x, "new_empty"):  # torch: new tensors on x's device
+        return x.new_zeros(shape) if zeros else x.new_empty(shape)
+    xp = sys.modules[type(x).__module__.partition(".")[0]]
+    return (xp.zeros if zeros else xp.empty)(shape, dtype=x.dtype)
+
+
+def _copy(a):
+    """A copy of a, from a's own library (torch tensors copy with clone)."""
+    return a.clone() if hasattr(a, "clone") else a.copy()
+
+
+def _rnn_empty(op, x, shape):
     """An output of x's sizes; numpy's "array is too big" becomes the op's ValueError."""
     try:
-        return np.empty(shape, dtype=dtype)
+        return _new_like(x, shape)
     except ValueError:
         raise ValueError(f"[{op}] an output of shape {shape} (from x and w_ih) overflows the address space") from None
 
 
 def _rnn_state(op, name, s, x, b, h):
-    """An initial state, or zeros (B, H) of x's dtype for None."""
-    return np.zeros((b, h), dtype=_out_dtype(x)) if s is None else _float_array(op, name, s)
+    """An initial state, or zeros (B, H) of x's dtype and device for None."""
+    return _new_like(x, (b, h), zeros=True) if s is None else _operand(op, name, s)
 
 
 def _rnn_forward(op, gates, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     cell = op.endswith("_cell")
     names = ("h", "c") if cell else ("h0", "c0")
-    x = _float_array(op, "x", x)
-    w_ih, w_hh = _float_array(op, "w_ih", w_ih), _float_array(op, "w_hh", w_hh)
-    b_ih = None if b_ih is None else _float_array(op, "b_ih", b_ih)
-    b_hh = None if b_hh is None else _float_array(op, "b_hh", b_hh)
+    x = _operand(op, "x", x)
+    w_ih, w_hh = _operand(op, "w_ih", w_ih), _operand(op, "w_hh", w_hh)
+    b_ih = None if b_ih is None else _operand(op, "b_ih", b_ih)
+    b_hh = None if b_hh is None else _operand(op, "b_hh", b_hh)
     t, b, _, h = _rnn_dims(x, w_ih, gates, cell)
     h0 = _rnn_state(op, names[0], h0, x, b, h)
     lead = (b,) if cell else (t, b)
-    dt = _out_dtype(x)
-    hs = _rnn_empty(op, lead + (h,), dt)
-    g = _rnn_empty(op, lead + (4 * h,), dt)
+    hs = _rnn_empty(op, x, lead + (h,))
+    g = _rnn_empty(op, x, lead + (4 * h,))
     if gates == 4:
         c0 = _rnn_state(op, names[1], c0, x, b, h)
-        cs = _rnn_empty(op, lead + (h,), dt)
+        cs = _rnn_empty(op, x, lead + (h,))
         getattr(_C, op)(x, h0, c0, w_ih, w_hh, b_ih, b_hh, hs, cs, g)
     else:
         cs = None
@@ -1021,15 +1038,15 @@ def _rnn_backward(op, dy, dh_n, dc_n, cache):
         raise TypeError(f"[{op}] cache must be the RnnCache that {fwd} returned, got "
                         f"{cache if isinstance(cache, RnnCache) else type(cache).__name__}")
     c = cache
-    dt = c.x.dtype
-    dx = np.empty(c.x.shape, dtype=dt)
-    dh0 = np.empty(c.h0.shape, dtype=dt)
-    dw_ih, dw_hh = np.empty(c.w_ih.shape, dtype=dt), np.empty(c.w_hh.shape, dtype=dt)
-    db_ih = np.empty(c.w_ih.shape[:1], dtype=dt) if c.has_b_ih else None
-    db_hh = np.empty(c.w_ih.shape[:1], dtype=dt) if c.has_b_hh else None
+    # Gradients of the cache's kind (numpy or the CUDA arrays' library) and dtype.
+    dx = _new_like(c.x, tuple(c.x.shape))
+    dh0 = _new_like(c.x, tuple(c.h0.shape))
+    dw_ih, dw_hh = _new_like(c.x, tuple(c.w_ih.shape)), _new_like(c.x, tuple(c.w_hh.shape))
+    db_ih = _new_like(c.x, tuple(c.w_ih.shape[:1])) if c.has_b_ih else None
+    db_hh = _new_like(c.x, tuple(c.w_ih.shape[:1])) if c.has_b_hh else None
     grads = (dw_ih, dw_hh, db_ih, db_hh)
     if c.cs is not None:  # LSTM
-        dc0 = np.empty(c.c0.shape, dtype=dt)
+        dc0 = _new_like(c.x, tuple(c.c0.shape))
         getattr(_C, op)(dy, dh_n, dc_n, c.x, c.h0, c.c0, c.w_ih, c.w_hh, c.hs, c.cs, c.gates, dx, dh0, dc0, *grads)
         return (dx, dh0, dc0) + grads
     getattr(_C, op)(dy, dh_n, c.x, c.h0, c.w_ih, c.w_hh, c.hs, c.gates, dx, dh0, *grads)
@@ -1066,8 +1083,8 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     -> (y, h_n, c_n, cache), y (T, B, H) the hidden state after every step."""
     y, cs, cache = _rnn_forward("lstm", 4, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     if y.shape[0] == 0:
-        return y, cache.h0.copy(), cache.c0.copy(), cache
-    return y, y[-1].copy(), cs[-1].copy(), cache
+        return y, _copy(cache.h0), _copy(cache.c0), cache
+    return y, _copy(y[-1]), _copy(cs[-1]), cache
 
 
 def lstm_backward(dy, dh_n, dc_n, cache):
@@ -1080,7 +1097,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
 def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
     """One GRU layer over a whole sequence: x (T, B, I), h0 (B, H) or None -> (y, h_n, cache)."""
     y, _, cache = _rnn_forward("gru", 3, x, h0, None, w_ih, w_hh, b_ih, b_hh)
-    return y, (y[-1].copy() if y.shape[0] else cache.h0.copy()), cache
+    return y, _copy(y[-1] if y.shape[0] else cache.h0), cache
 
 
 def gru_backward(dy, dh_n, cache):
