@@ -21,6 +21,7 @@ the optimizer's arrays, and any other scalar (NAdam's "mu_product", a float).
 import numpy as np
 
 from .. import ops
+from .._array import array_module, device_scope
 from .optimizer import Optimizer
 
 
@@ -119,9 +120,11 @@ class FusedOptimizer(Optimizer):
             by_dtype = {}
             for p in params:
                 if name not in self.state[p]:
-                    by_dtype.setdefault(p.dtype, []).append(p)
-            for dtype, same in by_dtype.items():
-                flat = np.full(sum(p.size for p in same), self._initial(name, group), dtype)
+                    by_dtype.setdefault((p.dtype, p.device), []).append(p)  # one buffer per dtype and device
+            for (dtype, device), same in by_dtype.items():
+                with device_scope(device):
+                    flat = array_module(same[0].data).full(sum(p.size for p in same), self._initial(name, group),
+                                                           dtype)
                 offset = 0
                 for p in same:
                     self.state[p][name] = flat[offset:offset + p.size].reshape(p.shape)
