@@ -119,3 +119,9 @@ def writeable(a):
 def as_array(a):
     """A numpy or CuPy array as it is; anything else (lists, scalars) as numpy."""
     return a if isinstance(a, np.ndarray) or is_gpu(a) else np.asarray(a)
+
+
+def shape_of(x):
+    """x's shape as a tuple without numpy's function dispatch, which CuPy arrays
+    answer only for the functions CuPy defines (np.shape(x) may not be one)."""
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
