@@ -762,10 +762,11 @@ def gpu_optim_cases(np, cp, dk, torch, tt):
             fns = optim_case_fns(dk, torch, name, kw, has_fused, data, grads, tt, ("foreach", dict(foreach=True)))
             peer = "torch-fused" if "torch-fused" in fns else "torch-foreach"
             nbytes = GPU_OPTIM_PARAMS * 4 * streams
-            what = f"{label} step, 100M params in {layout}"
-            yield "optim", f"{what} (torch {peer[6:]})", fns["dk-ignore"], fns.get(peer), "bytes", nbytes
-            yield "optim", f"{what}, nonfinite='skip' (torch {peer[6:]})", fns["dk-skip"], fns.get(peer), "bytes", \
-                nbytes + GPU_OPTIM_PARAMS * 4
+            what = f"{label} step, {GPU_OPTIM_PARAMS / 1e6:g}M params in {layout}"
+            against = f" (torch {peer[6:]})" if torch is not None else ""
+            yield "optim", what + against, fns["dk-ignore"], fns.get(peer), "bytes", nbytes
+            yield "optim", f"{what}, nonfinite='skip'{against}", fns["dk-skip"], fns.get(peer), "bytes", \
+                nbytes + GPU_OPTIM_PARAMS * 4  # the finiteness pass reads the grads once more
 
 
 def gpu_pool_cases(np, cp, dk, torch, tt):
