@@ -26,7 +26,7 @@ import pickle
 
 import numpy as np
 
-from ._array import array_module, as_array, canonical, to_device, to_host
+from ._array import array_module, as_array, canonical, device_of, to_device, to_host
 from .augment import Compose, GaussianNoise, RandomCrop, RandomHorizontalFlip  # noqa: F401 (re-exported)
 
 
@@ -63,6 +63,8 @@ class DataLoader:
             self.arrays = [array_module(a).ascontiguousarray(a, dtype=dt) if a.dtype.kind == "f" else a
                            for a in self.arrays]
         self.device = None if device is None else canonical(device)  # checked (and CUDA's presence) up front
+        # Whether batches need a copy: not when the data already lives there (the common CPU case).
+        self._move = self.device is not None and any(device_of(a) != self.device for a in self.arrays)
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
         self.transform = transform
         # Without a seed, one drawn from the OS: runs differ, epochs of one run stay reproducible.
@@ -102,7 +104,7 @@ class DataLoader:
                 [a[sl] for a in self.arrays]
             if rng is not None:
                 batch[0] = self.transform(batch[0], rng)
-            if self.device is not None:
+            if self._move:
                 batch = [to_device(a, self.device) for a in batch]
             yield batch[0] if self._single else tuple(batch)
 
