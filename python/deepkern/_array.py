@@ -66,7 +66,11 @@ def cupy_or_raise(what="device"):
     reason = cuda.unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"[{what}] CUDA is not available: {reason}")
-    import cupy
+    try:
+        import cupy
+    except ImportError as e:  # installed, but built for another CUDA, or its libraries are missing
+        why = " ".join(str(e).split())  # one line: CuPy's import errors span several
+        raise RuntimeError(f"[{what}] CUDA is not available: CuPy is installed but does not import ({why})") from None
     return cupy
 
 

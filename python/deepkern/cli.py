@@ -142,7 +142,10 @@ def _device(name):
     reason = dk.cuda.unavailable_reason()
     if reason is not None:
         raise CLIError(f"--device cuda: CUDA is not available: {reason}")
-    return dk._array.canonical(name)
+    try:
+        return dk._array.canonical(name)
+    except RuntimeError as e:  # CuPy present but not importable
+        raise CLIError(f"--device cuda: {str(e).partition('] ')[2]}") from None
 
 
 def _train(args):
