@@ -249,17 +249,19 @@ class Module:
         dt = None if dtype is None else _float_dtype(dtype, "Module.to")
         if device is not None:
             device = canonical(device)  # a bad name or a missing GPU raises before anything moves
-        moved = {}  # id -> moved array: an array shared by two modules stays shared
+        # id -> (array, its converted self): an array shared by two modules stays shared.
+        # The array is kept alive, so no new array can take its id during the call.
+        moved = {}
 
         def convert(a, is_float=True):
             if id(a) in moved:
-                return moved[id(a)]
+                return moved[id(a)][1]
             out = a
             if dt is not None and is_float and out.dtype != dt:
                 out = out.astype(dt)
             if device is not None:
                 out = to_device(out, device)
-            moved[id(a)] = out
+            moved[id(a)] = (a, out)
             return out
 
         for m in self.modules():
