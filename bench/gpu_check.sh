@@ -34,24 +34,34 @@ ROOT=$PWD
 LOGS=${OUT:-$ROOT/bench/results}
 mkdir -p "$LOGS"
 PY=${PYTHON:-python3.12}
-command -v "$PY" >/dev/null || PY=python3
+"$PY" -c "" 2>/dev/null || PY=python3  # runs, not just found: a version-manager shim may only be found
 
 step() { echo; echo "== $*"; }
 {
   step "environment"
+  # The toolkit's usual home, when its bin/ is not on the PATH yet.
+  [ -x /usr/local/cuda/bin/nvcc ] && export PATH=/usr/local/cuda/bin:$PATH
   nvidia-smi || echo "nvidia-smi not found"
   command -v nvcc && nvcc --version | tail -n 2 || echo "nvcc not found: the build will fail with DEEPKERN_CUDA=ON"
   "$PY" --version
 
   step "python packages from .whl/"
   VENV=$ROOT/build/gpu-venv
-  [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV"
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV" \
+    || echo "no venv module: installing into the user site of $PY instead"
   VPY=$VENV/bin/python
+  PIPX=()
+  if [ ! -x "$VPY" ]; then
+    VPY=$(command -v "$PY")
+    PIPX=(--user)
+  fi
   if [ -d .whl ]; then
     # One package at a time: a wheel missing from .whl/ (torch, say) must not stop the others.
     for pkg in numpy pytest hypothesis scikit-learn pybind11 cmake ninja cupy-cuda13x cupy-cuda12x torch; do
       ls .whl | grep -qi "^${pkg//-/_}-\|^${pkg}-" || continue
-      "$VPY" -m pip install -q --no-index --find-links .whl "$pkg" || echo "pip: $pkg not installed"
+      "$VPY" -m pip install -q "${PIPX[@]}" --no-index --find-links .whl "$pkg" \
+        || "$VPY" -m pip install -q "${PIPX[@]}" --break-system-packages --no-index --find-links .whl "$pkg" \
+        || echo "pip: $pkg not installed"
     done
   else
     echo "no .whl/ directory: using the packages already installed"
@@ -60,7 +70,7 @@ step() { echo; echo "== $*"; }
     || echo "CuPy is not importable: the GPU tests will skip"
 
   step "build (DEEPKERN_CUDA=ON)"
-  export PATH=$VENV/bin:$PATH
+  export PATH=$VENV/bin:$HOME/.local/bin:$PATH
   cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDEEPKERN_CUDA=ON \
       -Dpybind11_DIR="$("$VPY" -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$VPY" \
     && cmake --build build/gpu \
