@@ -30,6 +30,15 @@ from .._array import array_module, canonical, device_of, is_device, is_gpu, to_d
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+# How many times some Parameter's data has changed device. Optimizers compare it with
+# the count at their last step and only then look for state left on another device,
+# so a step pays nothing for moves that did not happen.
+_device_moves = 0
+
+
+def device_moves():
+    return _device_moves
+
 
 def _float_dtype(dtype, what):
     dt = np.dtype(dtype)
@@ -55,6 +64,11 @@ class Parameter:
         if not hasattr(value, "dtype") or not hasattr(value, "shape"):
             raise TypeError(f"[Parameter] data must be an array, got {type(value).__name__}")
         _float_dtype(value.dtype, "Parameter")
+        old = self.__dict__.get("_data")
+        if old is not None and (type(old) is not type(value) or
+                                (not isinstance(value, np.ndarray) and device_of(old) != device_of(value))):
+            global _device_moves
+            _device_moves += 1
         # Optimizers write .data in place, which needs one contiguous block.
         self._data = value if value.flags.c_contiguous else array_module(value).ascontiguousarray(value)
 

@@ -20,9 +20,10 @@ Non-finite gradients (the `nonfinite` constructor argument of every optimizer):
 A step that updates returns True.
 
 Devices: each state array lives on its parameter's device. After Module.to()
-moves the parameters, the next step() first moves any state array that is on
-another device to its parameter's (one copy, once), so an optimizer keeps working
-across moves without a call of its own. state_dict() holds numpy copies (a
+(or any assignment to a Parameter's .data) moves parameters to another device,
+the next step() first moves the state arrays to their parameters' devices (one
+copy, once), so an optimizer keeps working across moves without a call of its
+own; steps with no move in between do no such check. state_dict() holds numpy copies (a
 checkpoint does not depend on the device); load_state_dict() copies each array
 onto its parameter's device.
 """
@@ -32,7 +33,7 @@ import numpy as np
 
 from .. import ops
 from .._array import device_of, is_gpu, to_device, to_host, writeable
-from ..nn.module import Parameter
+from ..nn.module import Parameter, device_moves
 
 NONFINITE = ("skip", "raise", "ignore")
 
@@ -43,6 +44,7 @@ class Optimizer:
             raise ValueError(f"[{type(self).__name__}] nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
         self.nonfinite = nonfinite
         self.skipped_steps = 0
+        self._moves_seen = device_moves()
         self.defaults = dict(defaults)
         self.state = {}
         self.param_groups = []
@@ -113,6 +115,10 @@ class Optimizer:
     def _checked(self, gi, group, state_keys=()):
         """The group's params that have a grad, after checking that each grad and each
         existing state array in `state_keys` matches its param's shape and dtype."""
+        if self._moves_seen != device_moves():  # a parameter changed device since the last check
+            self._moves_seen = device_moves()
+            for p, st in self.state.items():
+                self._follow(p.data, st)
         out = []
         for i, p in enumerate(group["params"]):
             if p.grad is None:
@@ -122,8 +128,6 @@ class Optimizer:
             if not writeable(data):
                 raise ValueError(f"[{self._name}] param {i} of group {gi} is updated in place and must be writeable")
             st = self.state.get(p, {})
-            if st:
-                self._follow(data, st)
             arrays = [("grad", p.grad)] + [(k, st[k]) for k in state_keys if k in st]
             for what, a in arrays:
                 if getattr(a, "shape", None) != shape:
