@@ -58,6 +58,8 @@ def show_config(file=None):
         lines.append(f"  CUDA: built (runtime {v // 1000}.{v % 1000 // 10}), "
                      f"available: {'yes' if n else 'no'}, {n} device(s)")
         lines += [f"    device {i}: {cuda.device_name(i)}" for i in range(n)]
+    reason = cuda.unavailable_reason()
+    lines.append("  modules and training on a GPU: " + ("ready (CuPy found)" if reason is None else f"no: {reason}"))
     print("\n".join(lines), file=out)
 
 
