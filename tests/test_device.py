@@ -117,7 +117,8 @@ def test_module_to_cpu_is_a_no_op_round_trip():
     assert model.to("cpu") is model
     assert model.to(device="cpu") is model
     for n, p in model.named_parameters():
-        assert (p, p.data, p.grad) == before[n], n  # the same objects: nothing copied
+        same = [a is b for a, b in zip((p, p.data, p.grad), before[n])]
+        assert same == [True] * 3, n  # the same objects: nothing copied
         assert p.device == "cpu"
     assert all(b is buffers[n] for n, b in model.named_buffers())
     one_step(model, opt, x, y)  # forward again after the move; the optimizer carries on
@@ -149,7 +150,7 @@ def test_state_dicts_are_numpy():
     assert np.array_equal(snap, kept) and not np.array_equal(opt.state_dict()["state"][0]["exp_avg"], kept)
 
 
-def test_fit_on_cpu_explicitly_matches_the_default(tmp_path):
+def test_fit_on_cpu_explicitly_matches_the_default():
     X, y = digits("flat")
     X, y = X[:400], y[:400]
     h1, m1 = run("mlp", None, data=(X, y), epochs=2)
@@ -187,6 +188,8 @@ class TestWithoutCuda:
         reason = dk.cuda.unavailable_reason()
         if not dk.cuda.is_built():
             assert "built without CUDA" in reason
+        elif dk.cuda.device_count() == 0:
+            assert "no CUDA GPU was found" in reason
         try:
             import cupy  # noqa: F401
         except ImportError:
