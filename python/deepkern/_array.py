@@ -60,8 +60,14 @@ def device_of(x):
     return f"cuda:{x.device.id}" if is_gpu(x) else "cpu"
 
 
+_cupy = None  # set once the checks below have passed: they cannot change within a process
+
+
 def cupy_or_raise(what="device"):
     """The cupy module, or RuntimeError naming what is missing (see deepkern.cuda.unavailable_reason)."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy  # every batch's copy comes here: no driver query each time
     from . import cuda
     reason = cuda.unavailable_reason()
     if reason is not None:
@@ -71,6 +77,7 @@ def cupy_or_raise(what="device"):
     except ImportError as e:  # installed, but built for another CUDA, or its libraries are missing
         why = " ".join(str(e).split())  # one line: CuPy's import errors span several
         raise RuntimeError(f"[{what}] CUDA is not available: CuPy is installed but does not import ({why})") from None
+    _cupy = cupy
     return cupy
 
 
