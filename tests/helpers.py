@@ -67,6 +67,9 @@ def torch_or_skip():
 # GPU tests run the CUDA kernels on CuPy arrays and compare them with the CPU
 # kernel and the float64 reference; they skip, with the reason, where there is
 # no CUDA build, no GPU or no CuPy.
+# Naming: every test marked requires_gpu is a function named test_gpu_* or lives
+# in a class named TestGpu*, so that one selection, pytest -k "gpu or cuda or
+# device" (bench/gpu_check.sh), runs all of them on a GPU machine.
 
 def _gpu_skip_reason():
     import deepkern

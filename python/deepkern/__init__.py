@@ -2,7 +2,8 @@
 
 The functional ops (deepkern.ops) are re-exported here; the subpackages are nn
 (modules, losses, initialisers), optim, train (fit / evaluate / predict), data
-and cuda.
+and cuda. array_module, device_of and to_device tell and move arrays between
+the CPU (numpy) and GPUs (CuPy).
 """
 import operator
 import sys
@@ -21,6 +22,7 @@ _op_names = getattr(ops, "__all__", None) or [
 globals().update({n: getattr(ops, n) for n in _op_names})
 
 from . import cuda, data, nn, optim, train  # noqa: E402  (they import ops)
+from ._array import array_module, device_of, to_device  # noqa: E402
 from .nn import load, save  # noqa: E402
 from .nn.init import manual_seed  # noqa: E402
 from . import callbacks, models  # noqa: E402
@@ -56,10 +58,13 @@ def show_config(file=None):
         lines.append(f"  CUDA: built (runtime {v // 1000}.{v % 1000 // 10}), "
                      f"available: {'yes' if n else 'no'}, {n} device(s)")
         lines += [f"    device {i}: {cuda.device_name(i)}" for i in range(n)]
+    reason = cuda.unavailable_reason()
+    lines.append("  modules and training on a GPU: " + ("ready (CuPy found)" if reason is None else f"no: {reason}"))
     print("\n".join(lines), file=out)
 
 
 __all__ = sorted(_op_names) + ["nn", "optim", "train", "data", "cuda", "ops", "save", "load",
                                "manual_seed", "models", "callbacks", "gradcheck",
                                "get_num_threads", "set_num_threads", "show_config",
+                               "array_module", "device_of", "to_device",
                                "__version__"]

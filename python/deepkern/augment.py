@@ -4,11 +4,15 @@ Each augmentation is called as aug(xb, rng) with a numpy Generator and returns a
 new array (the input, which may be a view of the data set, is never written), so
 DataLoader(..., transform=aug) draws every random choice from its seeded per-epoch
 generator: a run is reproducible and resumable. Each works on the whole batch at
-once (one gather, one mask), never sample by sample.
+once (one gather, one mask), never sample by sample. Batches may be numpy or CuPy
+arrays; the random draws are made on the host either way (so a seed augments
+alike on both devices) and copied to the batch's device.
 """
 import numbers
 
 import numpy as np
+
+from ._array import array_module
 
 
 def _check_images(x, op):
@@ -41,12 +45,13 @@ class RandomCrop:
         if h > H + 2 * ph or w > W + 2 * pw:
             raise ValueError(f"[RandomCrop] crop {self.size} is larger than the padded image "
                              f"{(H + 2 * ph, W + 2 * pw)}")
-        padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=self.fill)
-        oy = rng.integers(0, H + 2 * ph - h + 1, n)
-        ox = rng.integers(0, W + 2 * pw - w + 1, n)
-        rows = (oy[:, None] + np.arange(h))[:, None, :, None]
-        cols = (ox[:, None] + np.arange(w))[:, None, None, :]
-        return padded[np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None], rows, cols]
+        xp = array_module(x)
+        padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=self.fill)
+        oy = xp.asarray(rng.integers(0, H + 2 * ph - h + 1, n))
+        ox = xp.asarray(rng.integers(0, W + 2 * pw - w + 1, n))
+        rows = (oy[:, None] + xp.arange(h))[:, None, :, None]
+        cols = (ox[:, None] + xp.arange(w))[:, None, None, :]
+        return padded[xp.arange(n)[:, None, None, None], xp.arange(c)[None, :, None, None], rows, cols]
 
 
 class RandomHorizontalFlip:
@@ -59,10 +64,9 @@ class RandomHorizontalFlip:
 
     def __call__(self, x, rng):
         _check_images(x, "RandomHorizontalFlip")
-        flip = rng.random(len(x)) < self.p
-        out = np.array(x, copy=True)
-        out[flip] = x[flip][..., ::-1]
-        return out
+        xp = array_module(x)
+        flip = xp.asarray(rng.random(len(x)) < self.p)
+        return xp.where(flip.reshape((-1,) + (1,) * (x.ndim - 1)), x[..., ::-1], x)
 
 
 class GaussianNoise:
@@ -77,6 +81,7 @@ class GaussianNoise:
         dt = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         noise = rng.standard_normal(x.shape, dtype=dt)
         noise *= dt.type(self.std)
+        noise = array_module(x).asarray(noise)
         return (x + noise).astype(dt, copy=False)
 
 

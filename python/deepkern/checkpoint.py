@@ -8,7 +8,8 @@ unicode scalar) in which each array is a reference {"__nd__": key}. Types JSON
 lacks are tagged: tuples, dicts whose keys are not all strings (an optimizer's
 state is keyed by parameter index), Counters (MultiStepLR's milestones), numpy
 scalars (kept as 0-d arrays, so their dtype survives). Floats round-trip exactly
-(Python's float repr), infinities and NaN included.
+(Python's float repr), infinities and NaN included. GPU (CuPy) arrays are stored
+as numpy arrays, so a checkpoint written on a GPU loads anywhere.
 
 The file is written through deepkern.nn.save: to a temporary file beside the
 target, fsynced, then renamed over it, so a crash mid-write leaves the previous
@@ -19,6 +20,7 @@ from collections import Counter
 
 import numpy as np
 
+from ._array import to_host
 from .nn.module import load as _load_npz
 from .nn.module import save as _save_npz
 
@@ -30,6 +32,8 @@ def _encode(obj, arrays, where):
         return obj
     if isinstance(obj, (int, float)) and not isinstance(obj, np.generic):
         return obj
+    if hasattr(obj, "__cuda_array_interface__"):
+        obj = to_host(obj)
     if isinstance(obj, (np.ndarray, np.generic)):
         key = f"a{len(arrays)}"
         arrays[key] = np.asarray(obj)

@@ -137,19 +137,22 @@ def _scheduler(name, opt, epochs):
 
 
 def _device(name):
+    """The device to train on; for cuda, one line naming what is missing when it cannot be used."""
     import deepkern as dk
     if name == "cpu":
-        return
-    if not dk.cuda.is_available():
-        why = "deepkern was built without CUDA" if not dk.cuda.is_built() else "no CUDA device was found"
-        raise CLIError(f"--device cuda: CUDA is not available ({why})")
-    raise CLIError("--device cuda: `deepkern train` runs on the CPU only for now; call the CUDA kernels "
-                   "through deepkern.ops on CuPy arrays")
+        return "cpu"
+    reason = dk.cuda.unavailable_reason()
+    if reason is not None:
+        raise CLIError(f"--device cuda: CUDA is not available: {reason}")
+    try:
+        return dk._array.canonical(name)
+    except RuntimeError as e:  # CuPy present but not importable
+        raise CLIError(f"--device cuda: {str(e).partition('] ')[2]}") from None
 
 
 def _train(args):
     import deepkern as dk
-    _device(args.device)
+    device = _device(args.device)
     if args.threads is not None:
         dk.set_num_threads(args.threads)
     (X_tr, y_tr), (X_val, y_val), (X_te, y_te), kind = _load_data(args.data, args.seed)
@@ -177,12 +180,13 @@ def _train(args):
         callbacks.append(dk.callbacks.CSVLogger(args.csv))
     print(f"{args.data}: {len(X_tr)} train, {len(X_val)} validation, {len(X_te)} test; "
           f"model {args.model}, {sum(p.size for p in model.parameters())} parameters; optimizer {args.optimizer}; "
-          f"ISA {dk._C.isa()}, {dk.get_num_threads()} threads")
+          f"ISA {dk._C.isa()}, {dk.get_num_threads()} threads"
+          + (f"; device {device} ({dk.cuda.device_name(int(device[5:]))})" if device != "cpu" else ""))
     t0 = time.perf_counter()
     try:
         history = dk.train.fit(model, loss, opt, (X_tr, y_tr), epochs=args.epochs, batch_size=args.batch_size,
                                validation=(X_val, y_val), seed=args.seed, verbose=0 if args.quiet else 1,
-                               callbacks=callbacks, resume_from=args.resume)
+                               callbacks=callbacks, resume_from=args.resume, device=device)
     except (OSError, ValueError) as e:
         if args.resume is None and args.checkpoint is None:
             raise
@@ -272,7 +276,8 @@ def _parser():
     t.add_argument("--resume", default=None, metavar="PATH", help="continue from a checkpoint")
     t.add_argument("--csv", default=None, metavar="PATH", help="per-epoch values as CSV")
     t.add_argument("--plot", default=None, metavar="PATH", help="PNG of the loss and accuracy curves")
-    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: train on the current GPU (needs a CUDA build of deepkern, CuPy and a GPU)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
     t.add_argument("--quiet", action="store_true", help="print only the final result")

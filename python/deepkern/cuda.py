@@ -2,8 +2,12 @@
 
 A module built without CUDA, or run on a machine with no driver or no GPU, still
 imports: is_available() is then False (the native side turns "no driver" into a
-device count of 0 instead of an error).
+device count of 0 instead of an error). Training on a GPU (Module.to("cuda"),
+fit(device="cuda")) also needs CuPy, whose arrays the layers above the kernels
+compute with; unavailable_reason() says which of the three is missing.
 """
+import importlib.util
+
 from . import _C
 
 
@@ -19,6 +23,20 @@ def device_count():
 
 def is_available():
     return device_count() > 0
+
+
+def unavailable_reason():
+    """None when modules can run on a GPU, else why not, in words: the build lacks
+    CUDA, CuPy is not installed, or no GPU was found (each one that applies; without
+    a CUDA build the GPU count is unknown, so only the other two are told)."""
+    reasons = []
+    if not is_built():
+        reasons.append("deepkern was built without CUDA (rebuild with DEEPKERN_CUDA=ON and nvcc on the PATH)")
+    if importlib.util.find_spec("cupy") is None:
+        reasons.append("CuPy is not installed (pip install cupy-cuda13x, or the package for your CUDA version)")
+    if is_built() and device_count() == 0:
+        reasons.append("no CUDA GPU was found (or no driver)")
+    return "; ".join(reasons) or None
 
 
 def device_name(device=0):

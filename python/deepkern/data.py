@@ -9,6 +9,9 @@ seeded by (seed, e, 1): an epoch's batches depend on the seed and the epoch numb
 alone, so a run resumed at epoch e sees the batches an uninterrupted run would
 (fit calls set_epoch), and epochs still differ. A shuffled batch is one
 fancy-indexing gather (a contiguous copy); an unshuffled one is a slice.
+The arrays may be numpy or CuPy arrays: batches are gathered (and transformed)
+where the data lives, then, with device=, copied to that device, one copy per
+array per batch (fit passes the model's device).
 
 File readers never unpickle arbitrary objects: CIFAR-10's python batches go
 through a restricted unpickler that admits plain data (dicts, lists, bytes,
@@ -23,6 +26,7 @@ import pickle
 
 import numpy as np
 
+from ._array import array_module, as_array, canonical, device_of, to_device, to_host
 from .augment import Compose, GaussianNoise, RandomCrop, RandomHorizontalFlip  # noqa: F401 (re-exported)
 
 
@@ -31,7 +35,7 @@ def _as_arrays(data, op):
     arrays = [data] if single else list(data)
     if not arrays:
         raise ValueError(f"[{op}] no arrays given")
-    arrays = [np.asarray(a) for a in arrays]
+    arrays = [as_array(a) for a in arrays]  # CuPy arrays stay on their GPU
     for i, a in enumerate(arrays):
         if a.ndim == 0:
             raise ValueError(f"[{op}] array {i} is 0-d; every array needs a first (sample) dimension")
@@ -43,9 +47,12 @@ def _as_arrays(data, op):
 class DataLoader:
     """Mini-batches of (X,) or (X, y, ...): yields a tuple of batches, or one array
     when `data` is a single array. `transform(xb, rng)` (e.g. an augmentation from
-    deepkern.data) is applied to the first array's batches with the epoch's generator."""
+    deepkern.data) is applied to the first array's batches with the epoch's generator.
+    device: None (batches stay where the data is), "cpu", "cuda" or "cuda:N" (each
+    batch copied there after the transform)."""
 
-    def __init__(self, data, batch_size=1, shuffle=False, seed=None, drop_last=False, dtype=None, transform=None):
+    def __init__(self, data, batch_size=1, shuffle=False, seed=None, drop_last=False, dtype=None, transform=None,
+                 device=None):
         self.arrays, self._single = _as_arrays(data, "DataLoader")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"[DataLoader] batch_size must be a positive integer, got {batch_size!r}")
@@ -53,7 +60,11 @@ class DataLoader:
             raise TypeError(f"[DataLoader] transform must be callable (xb, rng) -> xb, got {type(transform).__name__}")
         if dtype is not None:
             dt = np.dtype(dtype)
-            self.arrays = [np.ascontiguousarray(a, dtype=dt) if a.dtype.kind == "f" else a for a in self.arrays]
+            self.arrays = [array_module(a).ascontiguousarray(a, dtype=dt) if a.dtype.kind == "f" else a
+                           for a in self.arrays]
+        self.device = None if device is None else canonical(device)  # checked (and CUDA's presence) up front
+        # Whether batches need a copy: not when the data already lives there (the common CPU case).
+        self._move = self.device is not None and any(device_of(a) != self.device for a in self.arrays)
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
         self.transform = transform
         # Without a seed, one drawn from the OS: runs differ, epochs of one run stay reproducible.
@@ -83,12 +94,18 @@ class DataLoader:
         n, b, epoch = self.num_samples, self.batch_size, self.epoch
         self.epoch += 1
         order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else None
+        # The permutation is drawn on the host (the same batches on any device), then
+        # copied once per epoch to where each array is.
+        orders = [array_module(a).asarray(order) for a in self.arrays] if order is not None else None
         rng = np.random.default_rng([self.seed, epoch, 1]) if self.transform is not None else None
         for k in range(len(self)):
             sl = slice(k * b, min((k + 1) * b, n))
-            batch = [a[order[sl]] if order is not None else a[sl] for a in self.arrays]
+            batch = [a[o[sl]] for a, o in zip(self.arrays, orders)] if orders is not None else \
+                [a[sl] for a in self.arrays]
             if rng is not None:
                 batch[0] = self.transform(batch[0], rng)
+            if self._move:
+                batch = [to_device(a, self.device) for a in batch]
             yield batch[0] if self._single else tuple(batch)
 
 
@@ -116,7 +133,7 @@ def train_val_test_split(*arrays, val_size=0.1, test_size=0.2, shuffle=True, see
         raise ValueError(f"[train_val_test_split] val ({n_val}) + test ({n_test}) exceed the {n} samples")
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
     parts = (order[:n - n_val - n_test], order[n - n_val - n_test:n - n_test], order[n - n_test:])
-    out = tuple(tuple(a[idx] for a in arrays) for idx in parts)
+    out = tuple(tuple(a[array_module(a).asarray(idx)] for a in arrays) for idx in parts)
     return tuple(p[0] for p in out) if single else out
 
 
@@ -127,7 +144,9 @@ class Standardizer:
     any other. per="feature": one mean and std per feature (statistics over the
     sample axis; for (N, C, H, W) that is one per pixel); per="channel": one per
     channel of (N, C, ...) data (statistics over every axis but 1). Features or
-    channels whose std is below eps are only centred."""
+    channels whose std is below eps are only centred. X may be numpy or CuPy: the
+    statistics are computed where X is and kept as numpy arrays (mean, std), so one
+    fitted Standardizer transforms data on either device."""
 
     def __init__(self, per="feature", eps=1e-8):
         if per not in ("feature", "channel"):
@@ -136,7 +155,8 @@ class Standardizer:
         self.mean = self.std = None
 
     def fit(self, X):
-        X = np.asarray(X)
+        X = as_array(X)
+        xp = array_module(X)
         if X.dtype.kind != "f":
             X = X.astype(np.float64)
         if len(X) == 0:
@@ -149,24 +169,27 @@ class Standardizer:
             axes = (0,)
         mean = X.mean(axis=axes, keepdims=True, dtype=np.float64)
         std = X.std(axis=axes, keepdims=True, dtype=np.float64)
-        self.mean = mean[0].astype(X.dtype)
-        self.std = np.where(std < self.eps, 1.0, std)[0].astype(X.dtype)
+        self.mean = to_host(mean[0].astype(X.dtype))
+        self.std = to_host(xp.where(std < self.eps, 1.0, std)[0].astype(X.dtype))
         return self
 
     def transform(self, X):
         if self.mean is None:
             raise RuntimeError("[Standardizer] call fit(X_train) before transform")
-        X = np.asarray(X)
+        X = as_array(X)
         if X.shape[1:] != self.mean.shape and not (self.per == "channel" and X.ndim == self.mean.ndim + 1
                                                    and X.shape[1] == self.mean.shape[0]):
             raise ValueError(f"[Standardizer] fitted on samples of shape {self.mean.shape}, got {X.shape[1:]}")
-        return ((X - self.mean) / self.std).astype(self.mean.dtype)
+        xp = array_module(X)
+        return ((X - xp.asarray(self.mean)) / xp.asarray(self.std)).astype(self.mean.dtype)
 
     def fit_transform(self, X):
         return self.fit(X).transform(X)
 
     def inverse_transform(self, X):
-        return (np.asarray(X) * self.std + self.mean).astype(self.mean.dtype)
+        X = as_array(X)
+        xp = array_module(X)
+        return (X * xp.asarray(self.std) + xp.asarray(self.mean)).astype(self.mean.dtype)
 
 
 def standardize(train, *others, eps=1e-8, per="feature"):

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from . import nn
+from ._array import array_module
 
 
 def _rng(seed, rng):
@@ -160,11 +161,12 @@ class RecurrentClassifier(nn.Module):
     def forward(self, x):
         out, _ = self.rnn(x)
         self._cache = out.shape
-        return self.fc(out[:, -1])
+        # A contiguous copy of the last step: the CUDA kernels take no strided views.
+        return self.fc(array_module(out).ascontiguousarray(out[:, -1]))
 
     def backward(self, dy):
         shape = self._saved()
-        d_out = np.zeros(shape, dtype=dy.dtype)
+        d_out = array_module(dy).zeros(shape, dtype=dy.dtype)
         d_out[:, -1] = self.fc.backward(dy)
         return self.rnn.backward(d_out)
 

@@ -10,16 +10,25 @@ the loop. Shuffling, augmentation and the validation split are seeded: epoch e's
 batches depend on (seed, e) only (see DataLoader), so the same seed and thread
 count give the same losses run to run, and a run resumed from a checkpoint
 (resume_from=) continues bit for bit as the uninterrupted one would have.
+
+Devices: fit, evaluate and predict run where the model's parameters are, or on
+`device=` ("cpu", "cuda", "cuda:N"), to which the model (and the loss's buffers)
+are then moved first. Data may be numpy (host) or CuPy arrays: each batch is
+gathered (and augmented) where the data lives and copied to the device once,
+as one array per batch. Losses come to the host as one float per batch, and the
+accuracy count as one integer, computed on the device.
 """
 import numbers
 import time
 
 import numpy as np
 
+from ._array import array_module, as_array, canonical, device_of, device_scope, to_device
 from .callbacks import (Callback, CSVLogger, EarlyStopping, LRSchedulerCallback, ModelCheckpoint,  # noqa: F401
                         ProgressBar)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DataLoader, train_val_test_split
+from .nn.module import Module
 
 _METRICS = ("accuracy",)
 
@@ -108,17 +117,46 @@ def _model_dtype(model):
     return np.dtype(np.float32)
 
 
+def _model_device(model):
+    for p in model.parameters():
+        return p.device
+    return "cpu"
+
+
+def _place(model, loss, device):
+    """The device to run on, "cpu" or "cuda:N": `device`, with the model moved there
+    when it is elsewhere, or (None) the model's. The loss's buffers (pos_weight,
+    class weights) follow, since each op takes its arrays from one device."""
+    if device is None:
+        device = _model_device(model)
+    else:
+        device = canonical(device)
+        if _model_device(model) != device:
+            model.to(device)
+    if isinstance(loss, Module) and any(device_of(b) != device for b in loss.buffers()):
+        loss.to(device)
+    return device
+
+
 def _xy(data, dtype, op):
+    """(X, y) converted once: X to the model's dtype, integer y to int64, both
+    C-contiguous, on the device they came from (numpy or CuPy)."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"[{op}] data must be a pair (X, y), got {type(data).__name__}")
-    X, y = np.asarray(data[0]), np.asarray(data[1])
+    X, y = as_array(data[0]), as_array(data[1])
     if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
         raise ValueError(f"[{op}] X and y must share their first dimension, got shapes {X.shape} and {y.shape}")
     if X.dtype.kind not in "fiub":
         raise TypeError(f"[{op}] X must be numeric, got {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=dtype)
-    y = np.ascontiguousarray(y, dtype=np.int64 if y.dtype.kind in "iu" else dtype)
+    X = array_module(X).ascontiguousarray(X, dtype=dtype)
+    y = array_module(y).ascontiguousarray(y, dtype=np.int64 if y.dtype.kind in "iu" else dtype)
     return X, y
+
+
+def _correct(out, y):
+    """How many rows of out have their argmax at the label: counted on out's device,
+    one integer to the host."""
+    return int(array_module(out).count_nonzero(out.argmax(axis=1) == y))
 
 
 def _positive_int(v, name, op):
@@ -146,23 +184,26 @@ def _run_epoch(model, loss, batches):
         value = float(loss(out, yb))
         total += value if per_batch_sum else value * len(xb)
         if correct is not None and _is_classification(out, yb):
-            correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+            correct += _correct(out, yb)
         else:
             correct = None
         n += len(xb)
     return total, correct, n
 
 
-def evaluate(model, loss, data, batch_size=256):
+def evaluate(model, loss, data, batch_size=256, device=None):
     """Mean loss (and accuracy for classification) over data = (X, y), in eval mode.
-    Returns {"loss": ..., "accuracy": ...}; NaN for an empty data set."""
+    Returns {"loss": ..., "accuracy": ...}; NaN for an empty data set. device: see
+    the module docstring (default: the model's)."""
     _check_loss(loss, "evaluate")
     X, y = _xy(data, _model_dtype(model), "evaluate")
     batch_size = _positive_int(batch_size, "batch_size", "evaluate")
+    device = _place(model, loss, device)
     was_training = model.training
     model.eval()
     try:
-        total, correct, n = _run_epoch(model, loss, DataLoader((X, y), batch_size))
+        with device_scope(device):
+            total, correct, n = _run_epoch(model, loss, DataLoader((X, y), batch_size, device=device))
     finally:
         model.train(was_training)
     if n == 0:
@@ -173,16 +214,21 @@ def evaluate(model, loss, data, batch_size=256):
     return result
 
 
-def predict(model, X, batch_size=256):
-    """model(X) in eval mode, batch by batch, concatenated."""
-    X = np.ascontiguousarray(X, dtype=_model_dtype(model))
+def predict(model, X, batch_size=256, device=None):
+    """model(X) in eval mode, batch by batch, concatenated: an array on the device the
+    model ran on (device: see the module docstring; default the model's)."""
+    X = as_array(X)
+    X = array_module(X).ascontiguousarray(X, dtype=_model_dtype(model))
     batch_size = _positive_int(batch_size, "batch_size", "predict")
+    device = _place(model, None, device)
     was_training = model.training
     model.eval()
     try:
-        if len(X) == 0:
-            return model(X)  # an empty batch gives the empty result of the right shape
-        return np.concatenate([model(xb) for xb in DataLoader(X, batch_size)])
+        with device_scope(device):
+            if len(X) == 0:
+                return model(to_device(X, device))  # an empty batch gives the empty result of the right shape
+            outs = [model(xb) for xb in DataLoader(X, batch_size, device=device)]
+            return array_module(outs[0]).concatenate(outs)
     finally:
         model.train(was_training)
 
@@ -247,7 +293,7 @@ def _lr(optimizer):
 
 def fit(model, loss, optimizer, train, epochs, batch_size, validation=None, shuffle=True, seed=0,
         verbose=1, metrics=("accuracy",), callbacks=(), scheduler=None, resume_from=None, transform=None,
-        drop_last=False):
+        drop_last=False, device=None):
     """Train `model` on train = (X, y) for `epochs` epochs of mini-batches; returns a History.
 
     validation: None, (X, y), or a fraction in (0, 1) split off the training data at
@@ -258,7 +304,9 @@ def fit(model, loss, optimizer, train, epochs, batch_size, validation=None, shuf
     ModelCheckpoint; training continues after its epoch up to `epochs` (the total),
     with the model, optimizer, scheduler, callbacks and history restored; pass the
     same data, seed and callbacks as the interrupted run. verbose: 1 prints a line
-    per epoch (and a tqdm bar when stderr is a terminal), 0 nothing."""
+    per epoch (and a tqdm bar when stderr is a terminal), 0 nothing. device: where
+    to train (see the module docstring; default the model's parameters' device); the
+    optimizer's state follows the parameters on its next step (see deepkern.optim)."""
     unknown = [m for m in metrics if m not in _METRICS]
     if unknown:
         raise ValueError(f"[fit] unknown metric(s) {unknown}; available: {_METRICS}")
@@ -288,68 +336,72 @@ def fit(model, loss, optimizer, train, epochs, batch_size, validation=None, shuf
         val = None
     if len(X) == 0:
         raise ValueError("[fit] the training set is empty")
-    loader = DataLoader((X, y), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform)
+    device = _place(model, loss, device)
+    loader = DataLoader((X, y), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
+                        device=device)
     want_accuracy = "accuracy" in metrics
     per_batch_sum = getattr(loss, "reduction", "mean") == "sum"
     history = History()
     state = FitState(model, loss, optimizer, history, callbacks, epochs, len(loader), 0)
     if resume_from is not None:
         state.restore(load_checkpoint(resume_from))
-    state.call("on_train_begin")
-    try:
-        for epoch in range(state.initial_epoch, epochs):
-            model.train()
-            loader.set_epoch(epoch)
-            state.call("on_epoch_begin", epoch)
-            lr_epoch = _lr(optimizer)
-            total, correct, n = 0.0, 0, 0
-            t0 = t_batch = time.perf_counter()
-            for b, (xb, yb) in enumerate(loader):
-                lr = _lr(optimizer)
-                out = model(xb)
-                value = float(loss(out, yb))
-                model.zero_grad()
-                model.backward(loss.backward())
-                optimizer.step()
-                size = len(xb)
-                mean = value / size if per_batch_sum else value
-                total += mean * size
-                n += size
-                now = time.perf_counter()
-                logs = {"loss": mean, "lr": lr, "size": size, "time": now - t_batch}
-                t_batch = now
-                if want_accuracy and correct is not None and _is_classification(out, yb):
-                    right = int(np.count_nonzero(out.argmax(axis=1) == yb))
-                    correct += right
-                    logs["accuracy"] = right / size
-                else:
-                    correct = None
-                logs["samples_per_s"] = size / logs["time"] if logs["time"] > 0 else float("inf")
-                history.append_batch(epoch=epoch, **{k: v for k, v in logs.items() if k != "size"})
-                state.call("on_batch_end", b, logs)
-            seconds = time.perf_counter() - t0
-            row = {"loss": total / n}
-            if want_accuracy and correct is not None:
-                row["accuracy"] = correct / n
-            if val is not None:
-                ev = evaluate(model, loss, val, max(batch_size, 256))
-                row["val_loss"] = ev["loss"]
-                if want_accuracy and "accuracy" in ev:
-                    row["val_accuracy"] = ev["accuracy"]
-            row["lr"] = lr_epoch
-            row["time"] = seconds
-            row["samples_per_s"] = n / seconds if seconds > 0 else float("inf")
-            history.append(**row)
-            state.epoch = epoch + 1
-            state.call("on_epoch_end", epoch, dict(row))
-            if verbose:
-                shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("time", "samples_per_s", "lr"))
-                print(f"epoch {epoch + 1}/{epochs}  {shown}  lr {row['lr']:.3g}  {seconds:.2f}s  "
-                      f"{row['samples_per_s']:.0f} samples/s", flush=True)
-            if state.stop_training:
-                break
-    finally:
-        state.call("on_train_end")
+    with device_scope(device):  # CuPy allocations in the layers land on the model's GPU
+        state.call("on_train_begin")
+        try:
+            for epoch in range(state.initial_epoch, epochs):
+                model.train()
+                loader.set_epoch(epoch)
+                state.call("on_epoch_begin", epoch)
+                lr_epoch = _lr(optimizer)
+                total, correct, n = 0.0, 0, 0
+                t0 = t_batch = time.perf_counter()
+                for b, (xb, yb) in enumerate(loader):
+                    lr = _lr(optimizer)
+                    out = model(xb)
+                    value = float(loss(out, yb))
+                    model.zero_grad()
+                    model.backward(loss.backward())
+                    optimizer.step()
+                    size = len(xb)
+                    mean = value / size if per_batch_sum else value
+                    total += mean * size
+                    n += size
+                    now = time.perf_counter()
+                    logs = {"loss": mean, "lr": lr, "size": size, "time": now - t_batch}
+                    t_batch = now
+                    if want_accuracy and correct is not None and _is_classification(out, yb):
+                        right = _correct(out, yb)
+                        correct += right
+                        logs["accuracy"] = right / size
+                    else:
+                        correct = None
+                    logs["samples_per_s"] = size / logs["time"] if logs["time"] > 0 else float("inf")
+                    history.append_batch(epoch=epoch, **{k: v for k, v in logs.items() if k != "size"})
+                    state.call("on_batch_end", b, logs)
+                seconds = time.perf_counter() - t0
+                row = {"loss": total / n}
+                if want_accuracy and correct is not None:
+                    row["accuracy"] = correct / n
+                if val is not None:
+                    ev = evaluate(model, loss, val, max(batch_size, 256), device=device)
+                    row["val_loss"] = ev["loss"]
+                    if want_accuracy and "accuracy" in ev:
+                        row["val_accuracy"] = ev["accuracy"]
+                row["lr"] = lr_epoch
+                row["time"] = seconds
+                row["samples_per_s"] = n / seconds if seconds > 0 else float("inf")
+                history.append(**row)
+                state.epoch = epoch + 1
+                state.call("on_epoch_end", epoch, dict(row))
+                if verbose:
+                    shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                      if k not in ("time", "samples_per_s", "lr"))
+                    print(f"epoch {epoch + 1}/{epochs}  {shown}  lr {row['lr']:.3g}  {seconds:.2f}s  "
+                          f"{row['samples_per_s']:.0f} samples/s", flush=True)
+                if state.stop_training:
+                    break
+        finally:
+            state.call("on_train_end")
     return history
 
 

@@ -4,12 +4,15 @@ Each fills an array (or a Parameter's .data) in place and returns it. The random
 ones take `rng=`, a numpy Generator; without one they draw from this module's
 default generator, which deepkern.manual_seed(seed) reseeds (torch.manual_seed's
 role), so a whole model's initialisation is reproducible either way.
-Values are drawn in float64 and rounded once to the array's dtype.
+Values are drawn in float64 and rounded once to the array's dtype. A GPU (CuPy)
+array gets the values drawn on the host from the same generator, then copied: a
+seed initialises a model identically on either device.
 """
 import math
 
 import numpy as np
 
+from .._array import array_module, writeable
 from .module import Parameter
 
 _default_rng = np.random.default_rng()
@@ -32,9 +35,10 @@ def _rng(rng):
 
 def _array(tensor, op):
     a = tensor.data if isinstance(tensor, Parameter) else tensor
-    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
-        raise TypeError(f"[{op}] expected a float numpy array or Parameter, got {type(tensor).__name__}")
-    if not a.flags.writeable:
+    if not (isinstance(a, np.ndarray) or hasattr(a, "__cuda_array_interface__")) or a.dtype.kind != "f":
+        raise TypeError(f"[{op}] expected a float numpy or CuPy array or Parameter, got {type(tensor).__name__}")
+    array_module(a)  # a CUDA array of another library: TypeError naming cupy.asarray
+    if not writeable(a):
         raise ValueError(f"[{op}] the array is filled in place and must be writeable")
     return a
 
@@ -81,7 +85,7 @@ def uniform_(tensor, a=0.0, b=1.0, rng=None):
     arr = _array(tensor, "uniform_")
     if not a <= b:
         raise ValueError(f"[uniform_] needs a <= b, got a={a}, b={b}")
-    arr[...] = _rng(rng).uniform(a, b, size=arr.shape)
+    arr[...] = array_module(arr).asarray(_rng(rng).uniform(a, b, size=arr.shape))
     return tensor
 
 
@@ -90,7 +94,7 @@ def normal_(tensor, mean=0.0, std=1.0, rng=None):
     arr = _array(tensor, "normal_")
     if std < 0:
         raise ValueError(f"[normal_] std must be >= 0, got {std}")
-    arr[...] = _rng(rng).normal(mean, std, size=arr.shape)
+    arr[...] = array_module(arr).asarray(_rng(rng).normal(mean, std, size=arr.shape))
     return tensor
 
 

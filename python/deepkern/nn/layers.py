@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .. import ops
+from .._array import shape_of
 from . import init
 from .module import Module, Parameter, _float_dtype
 
@@ -49,8 +50,8 @@ class Linear(Module):
     def backward(self, dy):
         x = self._saved()
         expect = tuple(x.shape[:-1]) + (self.out_features,)
-        if tuple(np.shape(dy)) != expect:
-            raise ValueError(f"[Linear] dy must have shape {expect} (the output's), got {np.shape(dy)}")
+        if shape_of(dy) != expect:
+            raise ValueError(f"[Linear] dy must have shape {expect} (the output's), got {shape_of(dy)}")
         dx, dw, db = ops.linear_backward(dy, x, self.weight.data, bias=self.bias is not None)
         self.weight.accumulate_grad(dw)
         if self.bias is not None:

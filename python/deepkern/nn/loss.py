@@ -9,10 +9,11 @@ needs no second pass over a log-softmax array). MSELoss: pred and target of one
 shape, mean of (pred - target)^2. BCEWithLogitsLoss: pred logits and target
 probabilities of one shape, sigmoid and binary cross-entropy in one stable formula.
 MultiMarginLoss: the multi-class hinge loss over integer class targets.
+Weights (pos_weight, weight) are buffers: Module.to moves them with the loss, and
+fit / evaluate move them to the model's device.
 """
-import numpy as np
-
 from .. import ops
+from .._array import as_array
 from .module import Module
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -62,7 +63,7 @@ class BCEWithLogitsLoss(_Loss):
 
     def __init__(self, reduction="mean", pos_weight=None):
         super().__init__(reduction)
-        self.register_buffer("pos_weight", None if pos_weight is None else np.asarray(pos_weight))
+        self.register_buffer("pos_weight", None if pos_weight is None else as_array(pos_weight))
 
     def forward(self, pred, target):
         out = ops.binary_cross_entropy_with_logits(pred, target, self.reduction, self.pos_weight)
@@ -82,7 +83,7 @@ class MultiMarginLoss(_Loss):
         if p not in (1, 2):
             raise ValueError(f"[MultiMarginLoss] p must be 1 or 2, got {p!r}")
         self.p, self.margin = p, margin
-        self.register_buffer("weight", None if weight is None else np.asarray(weight))
+        self.register_buffer("weight", None if weight is None else as_array(weight))
 
     def forward(self, pred, target):
         out = ops.multi_margin(pred, target, self.reduction, self.p, self.margin, self.weight)

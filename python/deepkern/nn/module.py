@@ -11,6 +11,13 @@ named_parameters() / state_dict() yield torch's dotted names ("0.weight",
 "encoder.fc.bias"), so torch's `state_dict()` converted to numpy loads unchanged.
 state_dict() returns copies: a snapshot taken during training stays a snapshot.
 save()/load() store flat state dicts as .npz, read back with allow_pickle=False.
+
+Devices: parameters, gradients and buffers are numpy arrays on the CPU or CuPy
+arrays on a GPU, and every layer computes with the array module of its input.
+Module.to("cuda") / .to("cpu") moves them all (see Module.to). state_dict()
+always returns numpy arrays, so checkpoints do not depend on the device they were
+written from, and load_state_dict() copies each value onto the device of the
+array it replaces.
 """
 from collections import OrderedDict, namedtuple
 
@@ -19,7 +26,18 @@ import tempfile
 
 import numpy as np
 
+from .._array import array_module, canonical, device_of, is_device, is_gpu, to_device, to_host
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# How many times some Parameter's data has changed device. Optimizers compare it with
+# the count at their last step and only then look for state left on another device,
+# so a step pays nothing for moves that did not happen.
+_device_moves = 0
+
+
+def device_moves():
+    return _device_moves
 
 
 def _float_dtype(dtype, what):
@@ -46,8 +64,18 @@ class Parameter:
         if not hasattr(value, "dtype") or not hasattr(value, "shape"):
             raise TypeError(f"[Parameter] data must be an array, got {type(value).__name__}")
         _float_dtype(value.dtype, "Parameter")
+        old = self.__dict__.get("_data")
+        if old is not None and (type(old) is not type(value) or
+                                (not isinstance(value, np.ndarray) and device_of(old) != device_of(value))):
+            global _device_moves
+            _device_moves += 1
         # Optimizers write .data in place, which needs one contiguous block.
-        self._data = value if value.flags.c_contiguous else np.ascontiguousarray(value)
+        self._data = value if value.flags.c_contiguous else array_module(value).ascontiguousarray(value)
+
+    @property
+    def device(self):
+        """"cpu" or "cuda:N": where .data lives."""
+        return device_of(self._data)
 
     shape = property(lambda self: self._data.shape)
     dtype = property(lambda self: self._data.dtype)
@@ -215,18 +243,49 @@ class Module:
             else:
                 p.grad[...] = 0
 
-    def to(self, dtype):
-        """Convert parameters, gradients and buffers to float32 or float64 (in place on
-        the module; cached forward state is dropped, so run forward again)."""
-        dt = _float_dtype(dtype, "Module.to")
+    def to(self, *args, device=None, dtype=None):
+        """Move parameters, gradients and buffers to a device ("cpu", "cuda", "cuda:N")
+        and/or convert the floating-point ones to float32 or float64, in place on the
+        module; returns self, as torch. Positional arguments are told apart by kind:
+        m.to("cuda"), m.to(np.float64), m.to("cuda", np.float32). Parameter objects
+        stay the same objects (optimizers keep working; their state follows on the
+        next step, see deepkern.optim). Cached forward state is dropped, so run
+        forward again before backward."""
+        for a in args:
+            if is_device(a):
+                if device is not None:
+                    raise TypeError(f"[Module.to] two devices given: {device!r} and {a!r}")
+                device = a
+            else:
+                if dtype is not None:
+                    raise TypeError(f"[Module.to] two dtypes given: {dtype!r} and {a!r}")
+                dtype = a
+        dt = None if dtype is None else _float_dtype(dtype, "Module.to")
+        if device is not None:
+            device = canonical(device)  # a bad name or a missing GPU raises before anything moves
+        # id -> (array, its converted self): an array shared by two modules stays shared.
+        # The array is kept alive, so no new array can take its id during the call.
+        moved = {}
+
+        def convert(a, is_float=True):
+            if id(a) in moved:
+                return moved[id(a)][1]
+            out = a
+            if dt is not None and is_float and out.dtype != dt:
+                out = out.astype(dt)
+            if device is not None:
+                out = to_device(out, device)
+            moved[id(a)] = (a, out)
+            return out
+
         for m in self.modules():
             for p in m._parameters.values():
-                if p is not None and p.dtype != dt:
-                    p.data = p.data.astype(dt)
-                    p.grad = None if p.grad is None else p.grad.astype(dt)
+                if p is not None:
+                    p.data = convert(p.data)
+                    p.grad = None if p.grad is None else convert(p.grad)
             for n, b in m._buffers.items():
-                if b is not None and b.dtype.kind == "f" and b.dtype != dt:
-                    m._buffers[n] = b.astype(dt)
+                if b is not None:
+                    m._buffers[n] = convert(b, b.dtype.kind == "f")
             m._clear_cache()
         return self
 
@@ -258,8 +317,9 @@ class Module:
                 yield from m._state_entries(prefix + n + ".")
 
     def state_dict(self):
-        """OrderedDict name -> copy of each parameter and buffer, torch's names."""
-        return OrderedDict((n, np.array(a, copy=True)) for n, a in self._state_entries())
+        """OrderedDict name -> copy of each parameter and buffer as a numpy array
+        (copied to the host from a GPU), torch's names."""
+        return OrderedDict((n, to_host(a, copy=True)) for n, a in self._state_entries())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the existing parameters and buffers, after checking every
@@ -279,7 +339,9 @@ class Module:
         for name, target in targets.items():
             if name not in state_dict:
                 continue
-            value = np.asarray(state_dict[name])
+            value = state_dict[name]
+            if not (isinstance(value, np.ndarray) or is_gpu(value)):
+                value = np.asarray(value)  # lists, torch CPU tensors
             if value.shape != target.shape:
                 problems.append(f"{name} has shape {value.shape} in the state dict but {target.shape} in the model")
             elif value.dtype != target.dtype:
@@ -292,7 +354,8 @@ class Module:
         if dtype_problems:
             raise TypeError("[load_state_dict] " + "; ".join(dtype_problems))
         for target, value in pairs:
-            np.copyto(target, value)
+            # Copied onto the target's device: a numpy state dict loads into a GPU model.
+            target[...] = to_device(value, device_of(target))
         return IncompatibleKeys(missing, unexpected)
 
     # -- calling ---------------------------------------------------------------
@@ -368,7 +431,7 @@ def save(state_dict, path):
     midway never leaves a truncated file where a good one stood."""
     arrays = OrderedDict()
     for k, v in state_dict.items():
-        a = np.asarray(v)
+        a = to_host(v)
         if a.dtype.hasobject:
             raise TypeError(f"[save] {k} is not a numeric array (got {type(v).__name__})")
         arrays[str(k)] = a

@@ -11,6 +11,7 @@ through the batch statistics only when they were the batch's.
 import numpy as np
 
 from .. import ops
+from .._array import shape_of
 from .module import Module, Parameter, _float_dtype
 
 
@@ -56,12 +57,12 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         name = type(self).__name__
-        ndim = np.ndim(x)
-        if ndim not in self._ndims:
+        shape = shape_of(x)
+        if len(shape) not in self._ndims:
             want = " or ".join(f"{n}D" for n in self._ndims)
-            raise ValueError(f"[{name}] expected {want} input, got shape {np.shape(x)}")
-        if np.shape(x)[1] != self.num_features:
-            raise ValueError(f"[{name}] expected {self.num_features} channels (dim 1), got shape {np.shape(x)}")
+            raise ValueError(f"[{name}] expected {want} input, got shape {shape}")
+        if shape[1] != self.num_features:
+            raise ValueError(f"[{name}] expected {self.num_features} channels (dim 1), got shape {shape}")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1

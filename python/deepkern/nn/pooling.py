@@ -5,9 +5,8 @@ needs: the input's shape, and for max pooling the int64 indices of each
 window's maximum (flat within each plane, as torch), so the backward is a
 scatter that never re-reads the input.
 """
-import numpy as np
-
 from .. import ops
+from .._array import shape_of
 from .module import Module
 
 
@@ -22,7 +21,7 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         y, indices = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
-        self._cache = (indices, np.shape(x))
+        self._cache = (indices, shape_of(x))
         return (y, indices) if self.return_indices else y
 
     def backward(self, dy):
@@ -48,7 +47,7 @@ class AvgPool2d(Module):
 
     def forward(self, x):
         y = ops.avg_pool2d(x, *self._window())
-        self._cache = np.shape(x)
+        self._cache = shape_of(x)
         return y
 
     def backward(self, dy):
@@ -69,7 +68,7 @@ class GlobalAvgPool2d(Module):
 
     def forward(self, x):
         y = ops.global_avg_pool2d(x)
-        self._cache = np.shape(x)
+        self._cache = shape_of(x)
         return y
 
     def backward(self, dy):

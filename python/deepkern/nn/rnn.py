@@ -20,6 +20,9 @@ direction) it is returned read-only: backward reads them, so an in-place change
 would silently change the gradients (torch raises in that case too).
 Dropout between layers (training only) draws from a numpy Generator the module
 owns, seeded from rng= or deepkern.manual_seed's generator at construction.
+On a GPU (CuPy arrays) every layer works alike, the dropout masks drawn on the
+host (so a seed drops the same elements on either device) and copied over; the
+read-only guard on the output is numpy's alone (CuPy arrays have no such flag).
 
 LSTMCell / GRUCell: one step, torch's names (weight_ih, weight_hh, bias_ih, bias_hh).
 For backpropagation through time with a cell, a module in training mode keeps
@@ -32,6 +35,7 @@ import math
 import numpy as np
 
 from .. import ops
+from .._array import array_module
 from . import init
 from .module import Module, Parameter, _float_dtype
 
@@ -43,20 +47,22 @@ def _count(value, name, op, minimum):
 
 
 def _array(x, name, op, dtype):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"[{op}] {name} must be a numpy array, got {type(x).__name__}")
+    if not (isinstance(x, np.ndarray) or hasattr(x, "__cuda_array_interface__")):
+        raise TypeError(f"[{op}] {name} must be a numpy or CuPy array, got {type(x).__name__}")
+    array_module(x)  # a CUDA array of another library: TypeError naming cupy.asarray
     if x.dtype != dtype:
         raise TypeError(f"[{op}] {name} has dtype {x.dtype}, the module's parameters are {dtype} "
                         "(convert one with .astype or Module.to)")
     return x
 
 
-def _dropout_mask(rng, shape, p, dtype):
+def _dropout_mask(rng, shape, p, dtype, xp):
     """The multiplier of inter-layer dropout: 0 for a dropped element, 1 / (1 - p) for a
-    kept one (all zero when p == 1, as torch). Forward and backward both multiply by it.
-    The one place that draws random numbers, so a native dropout op can take over."""
+    kept one (all zero when p == 1, as torch), in the array module xp. Forward and
+    backward both multiply by it. The one place that draws random numbers, so a native
+    dropout op can take over."""
     keep = rng.random(shape) >= p
-    return keep.astype(dtype) * dtype.type(0.0 if p >= 1.0 else 1.0 / (1.0 - p))
+    return xp.asarray(keep.astype(dtype) * dtype.type(0.0 if p >= 1.0 else 1.0 / (1.0 - p)))
 
 
 class _RNNBase(Module):
@@ -128,7 +134,8 @@ class _RNNBase(Module):
             if s.shape != want:
                 raise ValueError(f"[{name}] {kind} must have shape {want} (num_layers * num_directions, "
                                  f"{'batch, ' if batched else ''}hidden_size), got {s.shape}")
-            out.append(s if batched else s[:, None, :])
+            # Contiguous, since each layer's slice s[i] goes to a kernel (the CUDA ones take no strided views).
+            out.append(array_module(s).ascontiguousarray(s if batched else s[:, None, :]))
         return tuple(out)
 
     def forward(self, x, state=None):
@@ -140,8 +147,9 @@ class _RNNBase(Module):
             raise ValueError(f"[{name}] input has {x.shape[-1]} features (last dimension), expected "
                              f"input_size={self.input_size}")
         batched = x.ndim == 3
+        xp = array_module(x)
         seq = (x.swapaxes(0, 1) if self.batch_first else x) if batched else x[:, None, :]
-        seq = np.ascontiguousarray(seq)  # (T, B, I), read by every direction's forward and backward
+        seq = xp.ascontiguousarray(seq)  # (T, B, I), read by every direction's forward and backward
         states = self._states(state, seq.shape[1], batched, "state")
         lstm, D, L = self._gates == 4, self.num_directions, self.num_layers
         caches, masks, finals = [], [], []
@@ -149,7 +157,7 @@ class _RNNBase(Module):
             outs = []
             for d in range(D):
                 i = layer * D + d
-                xin = seq if d == 0 else np.ascontiguousarray(seq[::-1])
+                xin = seq if d == 0 else xp.ascontiguousarray(seq[::-1])
                 init_state = tuple(s[i] for s in states) or (None,) * (2 if lstm else 1)
                 w = tuple(None if p is None else p.data for p in self._weights(layer, d))
                 if lstm:
@@ -160,17 +168,17 @@ class _RNNBase(Module):
                     finals.append((h_n,))
                 caches.append(cache)
                 outs.append(y if d == 0 else y[::-1])
-            seq = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+            seq = outs[0] if D == 1 else xp.concatenate(outs, axis=2)
             mask = None
             if self.training and self.dropout > 0 and layer < L - 1:
-                mask = _dropout_mask(self._dropout_rng, seq.shape, self.dropout, seq.dtype)
+                mask = _dropout_mask(self._dropout_rng, seq.shape, self.dropout, seq.dtype, xp)
                 seq = seq * mask
             masks.append(mask)
-        out = (np.ascontiguousarray(seq.swapaxes(0, 1)) if self.batch_first else seq) if batched else seq[:, 0, :]
-        if np.may_share_memory(out, caches[-1].hs):  # the last layer's states, which backward reads
+        out = (xp.ascontiguousarray(seq.swapaxes(0, 1)) if self.batch_first else seq) if batched else seq[:, 0, :]
+        if xp is np and np.may_share_memory(out, caches[-1].hs):  # the last layer's states, which backward reads
             out = out.view()
             out.flags.writeable = False
-        final = tuple(np.stack([f[k] for f in finals]) for k in range(len(finals[0])))
+        final = tuple(xp.stack([f[k] for f in finals]) for k in range(len(finals[0])))
         if not batched:
             final = tuple(f[:, 0, :] for f in final)
         self._cache = (caches, masks, batched, out.shape, bool(states))
@@ -183,11 +191,12 @@ class _RNNBase(Module):
         dy = _array(d_output, "d_output", name, dt)
         if dy.shape != out_shape:
             raise ValueError(f"[{name}] d_output must have the output's shape {out_shape}, got {dy.shape}")
+        xp = array_module(dy)
         dy = (dy.swapaxes(0, 1) if self.batch_first else dy) if batched else dy[:, None, :]
         lstm, D, H = self._gates == 4, self.num_directions, self.hidden_size
         if lstm and d_state is not None and isinstance(d_state, (tuple, list)) and len(d_state) == 2 \
                 and (d_state[0] is None or d_state[1] is None):  # one of (dh_n, dc_n) may be None
-            zero = np.zeros((self.num_layers * D,) + ((dy.shape[1],) if batched else ()) + (H,), dtype=dt)
+            zero = xp.zeros((self.num_layers * D,) + ((dy.shape[1],) if batched else ()) + (H,), dtype=dt)
             d_state = tuple(zero if s is None else s for s in d_state)
         d_final = self._states(d_state, dy.shape[1], batched, "d_state")
         d_init = [None] * (self.num_layers * D)
@@ -198,7 +207,8 @@ class _RNNBase(Module):
             for d in range(D):
                 i = layer * D + d
                 dyd = dy if D == 1 else dy[..., d * H:(d + 1) * H]
-                dyd = dyd if d == 0 else dyd[::-1]
+                # Contiguous: the CUDA kernels take no strided views (numpy's binding would copy anyway).
+                dyd = xp.ascontiguousarray(dyd if d == 0 else dyd[::-1])
                 finals = tuple(s[i] for s in d_final) or (None,) * (2 if lstm else 1)
                 if lstm:
                     dxd, dh0, dc0, *grads = ops.lstm_backward(dyd, *finals, caches[i])
@@ -212,10 +222,10 @@ class _RNNBase(Module):
                 dxd = dxd if d == 0 else dxd[::-1]
                 dx = dxd if dx is None else dx + dxd
             dy = dx
-        dx = (np.ascontiguousarray(dy.swapaxes(0, 1)) if self.batch_first else dy) if batched else dy[:, 0, :]
+        dx = (xp.ascontiguousarray(dy.swapaxes(0, 1)) if self.batch_first else dy) if batched else dy[:, 0, :]
         if not had_state:
             return dx
-        d0 = tuple(np.stack([s[k] for s in d_init]) for k in range(len(d_init[0])))
+        d0 = tuple(xp.stack([s[k] for s in d_init]) for k in range(len(d_init[0])))
         if not batched:
             d0 = tuple(s[:, 0, :] for s in d0)
         return dx, (d0 if lstm else d0[0])
@@ -381,9 +391,9 @@ class GRUCell(_CellBase):
 class Embedding(Module):
     """torch.nn.Embedding: a lookup table weight (num_embeddings, embedding_dim), N(0, 1)
     initialised, the padding_idx row zero and never updated. forward(indices) ->
-    weight[indices] (indices: any integer array, each in [0, num_embeddings));
-    backward(dy) adds dy's rows into weight.grad at their indices and returns None
-    (indices have no gradient)."""
+    weight[indices] (indices: any integer array, each in [0, num_embeddings), copied to
+    the weight's device when they are elsewhere); backward(dy) adds dy's rows into
+    weight.grad at their indices and returns None (indices have no gradient)."""
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32, rng=None):
         super().__init__()
@@ -407,18 +417,18 @@ class Embedding(Module):
             self.weight.data[self.padding_idx] = 0
 
     def forward(self, indices):
-        if not isinstance(indices, np.ndarray):
-            indices = np.asarray(indices)
+        xp = array_module(self.weight.data)
+        indices = xp.asarray(indices)
         if indices.dtype.kind not in "iu":
             raise TypeError(f"[Embedding] indices must be an integer array, got {indices.dtype}")
         if indices.size:
-            lo, hi = indices.min(), indices.max()
+            lo, hi = int(indices.min()), int(indices.max())
             if lo < 0 or hi >= self.num_embeddings:
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"[Embedding] index {bad} is out of range for {self.num_embeddings} embeddings "
                                  f"(indices must be in [0, {self.num_embeddings}))")
         self._cache = indices
-        return np.take(self.weight.data, indices, axis=0)
+        return xp.take(self.weight.data, indices, axis=0)
 
     def backward(self, dy):
         indices = self._saved()
@@ -426,8 +436,9 @@ class Embedding(Module):
         dy = _array(dy, "dy", "Embedding", self.weight.dtype)
         if dy.shape != want:
             raise ValueError(f"[Embedding] dy must have shape {want} (the output's), got {dy.shape}")
-        g = np.zeros(self.weight.shape, dtype=self.weight.dtype)
-        np.add.at(g, indices.reshape(-1), dy.reshape(-1, self.embedding_dim))
+        xp = array_module(self.weight.data)
+        g = xp.zeros(self.weight.shape, dtype=self.weight.dtype)
+        xp.add.at(g, indices.reshape(-1), dy.reshape(-1, self.embedding_dim))  # repeated indices add up
         if self.padding_idx is not None:
             g[self.padding_idx] = 0
         self.weight.accumulate_grad(g)

@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 from .. import ops
+from .._array import array_module, device_scope
 from .optimizer import Optimizer
 
 
@@ -118,12 +119,14 @@ class FusedOptimizer(Optimizer):
         than hundreds of small ones. Adam on 10M floats in 200 tensors, one thread:
         7.9 ms with separate state arrays, 7.1 ms with flat ones."""
         for name in names:
-            by_kind = {}  # params of one array type (numpy, or a GPU library's) and dtype share a buffer
+            by_dtype = {}
             for p in params:
                 if name not in self.state[p]:
-                    by_kind.setdefault((type(p.data), p.dtype), []).append(p)
-            for same in by_kind.values():
-                flat = _full_like(same[0].data, sum(p.size for p in same), self._initial(name, group))
+                    by_dtype.setdefault((p.dtype, p.device), []).append(p)  # one buffer per dtype and device
+            for (dtype, device), same in by_dtype.items():
+                with device_scope(device):
+                    flat = array_module(same[0].data).full(sum(p.size for p in same), self._initial(name, group),
+                                                           dtype)
                 offset = 0
                 for p in same:
                     self.state[p][name] = flat[offset:offset + p.size].reshape(p.shape)
@@ -134,18 +137,6 @@ class FusedOptimizer(Optimizer):
         for p in created:
             del self.state[p]
         return self._nonfinite_step()
-
-
-def _full_like(x, n, value):
-    """A 1-D array of n elements equal to value, of x's dtype, array library and
-    device: numpy for numpy params, CuPy or torch for their GPU arrays, so the
-    state lives where the step kernel reads it."""
-    if isinstance(x, np.ndarray):
-        return np.full(n, value, x.dtype)
-    if hasattr(x, "new_full"):  # torch
-        return x.new_full((n,), value)
-    xp = sys.modules[type(x).__module__.partition(".")[0]]
-    return xp.full(n, value, dtype=x.dtype)
 
 
 def check_range(op, group, name, low=0.0, high=None, high_open=False):

@@ -11,28 +11,35 @@ l1_penalty / l2_penalty return a penalty's value and add its gradient into each
 Parameter's .grad (creating it where it is None), to be added to a loss:
     l1_penalty(params, w) = w * sum |p|          grad  w * sign(p)
     l2_penalty(params, w) = w / 2 * sum p^2      grad  w * p   (SGD's weight_decay=w)
+GPU (CuPy) gradients and parameters work alike, each computed on its device.
 """
 import numpy as np
 
 from .. import ops
+from .._array import array_module, writeable
 from ..nn.module import Parameter
 
 
+def _is_array(p):
+    return isinstance(p, np.ndarray) or hasattr(p, "__cuda_array_interface__")
+
+
 def _as_list(parameters):
-    return [parameters] if isinstance(parameters, (Parameter, np.ndarray)) else list(parameters)
+    return [parameters] if isinstance(parameters, Parameter) or _is_array(parameters) else list(parameters)
 
 
 def _grads(op, parameters):
     """The gradient arrays of `parameters` (Parameters' .grad, or arrays), writable in place."""
     out = []
     for i, p in enumerate(_as_list(parameters)):
-        if isinstance(p, np.ndarray):
+        if _is_array(p):
             out.append(p)
         elif isinstance(p, Parameter):
             if p.grad is None:
                 continue
-            if not (isinstance(p.grad, np.ndarray) and p.grad.flags.c_contiguous and p.grad.flags.writeable):
-                p.grad = np.array(p.grad, order="C", copy=True)
+            g = p.grad
+            if not (_is_array(g) and g.flags.c_contiguous and writeable(g)):
+                p.grad = array_module(g).array(g, order="C", copy=True)
             out.append(p.grad)
         else:
             raise TypeError(f"[{op}] parameters[{i}] must be a Parameter or a numpy array, got {type(p).__name__}")
@@ -69,8 +76,9 @@ def l1_penalty(parameters, weight):
     """weight * sum |p| over all parameters; adds weight * sign(p) into each .grad."""
     total = 0.0
     for p in _penalty_params("l1_penalty", parameters, weight):
-        total += float(np.abs(p.data).sum(dtype=np.float64))
-        p.accumulate_grad(np.sign(p.data) * p.dtype.type(weight))
+        xp = array_module(p.data)
+        total += float(xp.abs(p.data).sum(dtype=np.float64))
+        p.accumulate_grad(xp.sign(p.data) * p.dtype.type(weight))
     return weight * total
 
 
@@ -78,6 +86,6 @@ def l2_penalty(parameters, weight):
     """weight / 2 * sum p^2 over all parameters; adds weight * p into each .grad."""
     total = 0.0
     for p in _penalty_params("l2_penalty", parameters, weight):
-        total += float(np.square(p.data, dtype=np.float64).sum())
+        total += float(array_module(p.data).square(p.data, dtype=np.float64).sum())
         p.accumulate_grad(p.data * p.dtype.type(weight))
     return 0.5 * weight * total

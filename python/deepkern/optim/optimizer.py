@@ -18,13 +18,22 @@ Non-finite gradients (the `nonfinite` constructor argument of every optimizer):
   "raise": the same check, raising FloatingPointError instead (nothing updated).
   "ignore": no check, the single-pass step of torch.optim (NaN flows into the params).
 A step that updates returns True.
+
+Devices: each state array lives on its parameter's device. After Module.to()
+(or any assignment to a Parameter's .data) moves parameters to another device,
+the next step() first moves the state arrays to their parameters' devices (one
+copy, once), so an optimizer keeps working across moves without a call of its
+own; steps with no move in between do no such check. state_dict() holds numpy copies (a
+checkpoint does not depend on the device); load_state_dict() copies each array
+onto its parameter's device.
 """
 import copy
 
 import numpy as np
 
 from .. import ops
-from ..nn.module import Parameter
+from .._array import device_of, is_gpu, to_device, to_host, writeable
+from ..nn.module import Parameter, device_moves
 
 NONFINITE = ("skip", "raise", "ignore")
 
@@ -35,6 +44,7 @@ class Optimizer:
             raise ValueError(f"[{type(self).__name__}] nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
         self.nonfinite = nonfinite
         self.skipped_steps = 0
+        self._moves_seen = device_moves()
         self.defaults = dict(defaults)
         self.state = {}
         self.param_groups = []
@@ -105,13 +115,17 @@ class Optimizer:
     def _checked(self, gi, group, state_keys=()):
         """The group's params that have a grad, after checking that each grad and each
         existing state array in `state_keys` matches its param's shape and dtype."""
+        if self._moves_seen != device_moves():  # a parameter changed device since the last check
+            self._moves_seen = device_moves()
+            for p, st in self.state.items():
+                self._follow(p.data, st)
         out = []
         for i, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
             data = p.data  # runs every step for every param: attribute lookups hoisted
             shape, dtype = data.shape, data.dtype
-            if not data.flags.writeable:
+            if not writeable(data):
                 raise ValueError(f"[{self._name}] param {i} of group {gi} is updated in place and must be writeable")
             st = self.state.get(p, {})
             arrays = [("grad", p.grad)] + [(k, st[k]) for k in state_keys if k in st]
@@ -125,6 +139,20 @@ class Optimizer:
             out.append(p)
         return out
 
+    @staticmethod
+    def _follow(data, st):
+        """Move the state arrays of a param to its device, where a Module.to() left them behind."""
+        for k, a in st.items():
+            if isinstance(a, np.ndarray):
+                if isinstance(data, np.ndarray):
+                    continue  # the common case: told by type alone
+            elif hasattr(a, "__cuda_array_interface__"):
+                if type(a) is type(data) and a.device.id == data.device.id:
+                    continue
+            else:
+                continue  # scalars: the step count, NAdam's mu_product
+            st[k] = to_device(a, device_of(data))
+
     # -- state dicts ---------------------------------------------------------------
 
     def state_dict(self):
@@ -134,7 +162,8 @@ class Optimizer:
             packed = {k: v for k, v in g.items() if k != "params"}
             packed["params"] = [index.setdefault(id(p), len(index)) for p in g["params"]]
             groups.append(packed)
-        state = {index[id(p)]: copy.deepcopy(s) for p, s in self.state.items() if id(p) in index}
+        state = {index[id(p)]: {k: _host_copy(v) for k, v in s.items()}
+                 for p, s in self.state.items() if id(p) in index}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
@@ -159,14 +188,14 @@ class Optimizer:
             p = by_index[idx]
             entry = {}
             for k, v in st.items():
-                if isinstance(v, np.ndarray):
+                if isinstance(v, np.ndarray) or is_gpu(v):
                     if v.shape != p.shape:
                         raise ValueError(f"[{self._name}] state {k!r} of param {idx} has shape {v.shape}, "
                                          f"the param {p.shape}")
                     if v.dtype != p.dtype:
                         raise TypeError(f"[{self._name}] state {k!r} of param {idx} has dtype {v.dtype}, "
                                         f"the param {p.dtype}")
-                    entry[k] = np.array(v, order="C", copy=True)
+                    entry[k] = to_device(v, device_of(p.data), copy=True)  # a C-contiguous copy
                 else:
                     entry[k] = copy.deepcopy(v)
             new_state[p] = entry
@@ -183,3 +212,10 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
         return "\n".join(lines) + "\n)"
+
+
+def _host_copy(v):
+    """A state entry for state_dict(): arrays as numpy copies, anything else deep-copied."""
+    if isinstance(v, np.ndarray) or is_gpu(v):
+        return to_host(v, copy=True)
+    return copy.deepcopy(v)

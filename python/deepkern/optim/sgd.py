@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .. import ops
+from .._array import array_module
 from .optimizer import Optimizer
 
 
@@ -73,7 +74,7 @@ class SGD(Optimizer):
                     ops.sgd_step([p.data for p in old], [p.grad for p in old],
                                  [self.state[p]["momentum_buffer"] for p in old], first_step=False, **hyper)
                 if new:
-                    bufs = [np.empty_like(p.data) for p in new]
+                    bufs = [array_module(p.data).empty_like(p.data) for p in new]
                     ops.sgd_step([p.data for p in new], [p.grad for p in new], bufs, first_step=True, **hyper)
                     for p, b in zip(new, bufs):
                         self.state.setdefault(p, {})["momentum_buffer"] = b
