@@ -18,7 +18,6 @@ Usually a group is a single bucket, hence a single call.
 State per param follows torch's names: "step" (an int here, a tensor in torch),
 the optimizer's arrays, and any other scalar (NAdam's "mu_product", a float).
 """
-import sys
 
 import numpy as np
 
