@@ -115,29 +115,6 @@ __global__ void add_bias_kernel(int64_t rows, int64_t n, T* a, const T* b1, cons
   }
 }
 
-// out1[c] (and out2[c] when non-null) = sum over rows of a[r][c]; a (rows, n).
-// Block (32, 8): 32 columns, 8 row lanes each striding the rows, then lane 0
-// adds the 8 partial sums in order: deterministic.
-template <class T>
-__global__ void column_sum_kernel(int64_t rows, int64_t n, const T* a, T* out1, T* out2) {
-  __shared__ T part[8][33];
-  for (int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32; c0 < n; c0 += static_cast<int64_t>(gridDim.x) * 32) {
-    const int64_t c = c0 + threadIdx.x;
-    T s = 0;
-    if (c < n)
-      for (int64_t r = threadIdx.y; r < rows; r += blockDim.y) s += a[r * n + c];
-    part[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < n) {
-      T t = part[0][threadIdx.x];
-      for (int k = 1; k < 8; ++k) t += part[k][threadIdx.x];
-      out1[c] = t;
-      if (out2) out2[c] = t;
-    }
-    __syncthreads();  // part is reused by the next column tile
-  }
-}
-
 // One LSTM step: a (B, 4H) pre-activations in, activated gates out (in place);
 // c (B, H) the old cell state; c_new, h_new (B, H).
 template <class T>
@@ -218,12 +195,15 @@ void add_bias(const char* op, int64_t rows, int64_t n, T* a, const T* b1, const 
   check_launch(op);
 }
 
+// out1[c] (and out2[c] when non-null: LSTM's two biases get one gradient) =
+// sum over rows of a[r][c], a (rows, n): cuda::sum_rows, deterministic.
 template <class T>
 void column_sums(const char* op, int64_t rows, int64_t n, const T* a, T* out1, T* out2, cudaStream_t s) {
   if (!out1 || n == 0) return;
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>((n + 31) / 32, 65535));
-  column_sum_kernel<T><<<grid, dim3(32, 8), 0, s>>>(rows, n, a, out1, out2);
-  check_launch(op);
+  sum_rows<T>(rows, n, a, out1, reinterpret_cast<std::uintptr_t>(s));
+  if (!out2) return;
+  cudaError_t err = cudaMemcpyAsync(out2, out1, n * sizeof(T), cudaMemcpyDeviceToDevice, s);
+  if (err != cudaSuccess) cuda_fail(op, "cannot copy the bias gradient", err);
 }
 
 // After the loop, from dA (S B, G H): dx = dA @ w_ih, dw_ih = dA^T x, and
