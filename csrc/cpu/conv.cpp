@@ -418,6 +418,7 @@ void backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw, T* db)
   if (p.n == 0) return std::fill(dw, dw + p.k * (p.c / p.groups) * p.r * p.s, T(0));
   if (use_direct<T>(p)) return direct_backward_weight(p, dy, x, dw);
   if (winograd_suits<T>(p)) return winograd_backward_weight(p, dy, x, dw);
+  if (channels_suit_weight<T>(p)) return channels_backward_weight(p, dy, x, dw);
   backward_weight_gemm(p, dy, x, dw);
 }
 

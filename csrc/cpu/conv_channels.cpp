@@ -15,6 +15,16 @@
 // is repacked once per call as (crs x kg) so each tap's W channels are one
 // vector load. The P x W block is written to y's planes through a small
 // transpose buffer.
+//
+// The weight gradient on the same shapes (stride and dilation 1 along rows, at
+// most kMaxWidth taps a row), vectorised the same way:
+// dW[k .. k + W)[ci][a][b] = sum over images and outputs (i, j) of
+// dy[k .. k + W)(i, j) * x(ci, tap (a, b) of (i, j)). dy is transposed once to
+// (position, W channels); a block of A tap rows x the S taps of a row are A * S
+// accumulators, each dy vector feeding them from one plane buffer row per tap
+// row at compile-time offsets b. Threads take (group, channel vector, input
+// channel) items, each summing over the batch in order: no partial copies of
+// dW, and the same sums for any thread count.
 // Every output is the same sum in the same order whatever the thread count.
 #include <algorithm>
 #include <array>
@@ -71,6 +81,58 @@ ChannelRun<T> channel_run_for(int64_t run) {
   return table[run - 1];
 }
 
+// Taps per row that channel_rows takes, and the accumulators it may use.
+constexpr int kMaxWidth = 8;
+
+// acc[a * S + b] (a vector of W channels each) += over one image, dy at dyt
+// (position, W) x the inputs of taps (a0 + a, b), a < A, from the plane buffer
+// at buf (stride and dilation 1 along rows: tap (a, b) is buffer row
+// i * sh + a * dh, element j + b).
+template <class T, int S, int A>
+void channel_rows(const ConvParams& p, const PlaneBuffer& g, const T* dyt, const T* buf, int64_t a0, T* acc) {
+  using V = Vec<T>;
+  V s[A * S];
+#pragma GCC unroll 24
+  for (int u = 0; u < A * S; ++u) s[u] = V::load(acc + u * V::width);
+  const int64_t step = p.dh * g.row_step();
+  for (int64_t i = 0; i < p.oh; ++i) {
+    const T* row = buf + (i * p.sh + a0 * p.dh) * g.row_step();
+    const T* d = dyt + i * p.ow * V::width;
+    for (int64_t j = 0; j < p.ow; ++j) {
+      const V dv = V::load(d + j * V::width);
+#pragma GCC unroll 8
+      for (int a = 0; a < A; ++a)
+#pragma GCC unroll 8
+        for (int b = 0; b < S; ++b) s[a * S + b] = fma(dv, V(row[a * step + j + b]), s[a * S + b]);
+    }
+  }
+#pragma GCC unroll 24
+  for (int u = 0; u < A * S; ++u) s[u].store(acc + u * V::width);
+}
+
+template <class T>
+using ChannelRows = void (*)(const ConvParams&, const PlaneBuffer&, const T*, const T*, int64_t, T*);
+
+// Tap rows a block may take with S taps a row: kMaxRun accumulators at most.
+constexpr int rows_for(int taps) { return std::max(1, std::min(kMaxWidth, kMaxRun / taps)); }
+
+template <class T, int S, int... A>
+constexpr std::array<ChannelRows<T>, kMaxWidth> rows_table(std::integer_sequence<int, A...>) {
+  return {(A + 1 <= rows_for(S) ? &channel_rows<T, S, std::min(A + 1, rows_for(S))> : nullptr)...};
+}
+
+template <class T, int... S>
+constexpr std::array<std::array<ChannelRows<T>, kMaxWidth>, kMaxWidth> rows_tables(std::integer_sequence<int, S...>) {
+  return {rows_table<T, S + 1>(std::make_integer_sequence<int, kMaxWidth>{})...};
+}
+
+// channel_rows<T, taps, rows> for run-time taps in [1, kMaxWidth], rows in [1, rows_for(taps)].
+template <class T>
+ChannelRows<T> channel_rows_for(int64_t taps, int64_t rows) {
+  static constexpr auto table = rows_tables<T>(std::make_integer_sequence<int, kMaxWidth>{});
+  return table[taps - 1][rows - 1];
+}
+
 }  // namespace
 
 template <class T>
@@ -119,9 +181,50 @@ void channels_forward(const ConvParams& p, const T* x, const T* w, const T* b, T
   });
 }
 
+template <class T>
+bool channels_suit_weight(const ConvParams& p) {
+  return channels_suit<T>(p) && p.sw == 1 && p.dw == 1 && p.s <= kMaxWidth;
+}
+
+template <class T>
+void channels_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw) {
+  constexpr int W = Vec<T>::width;
+  const PlaneBuffer g = plane_buffer(p);
+  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rs = p.r * p.s, pos = p.oh * p.ow, vecs = p.k / W;
+  const std::vector<Span> spans = phase_spans(p, g);
+  // dy as (image, channel vector, position, W): one vector per position.
+  std::vector<T> dyt(static_cast<size_t>(p.n * p.k * pos));
+#pragma omp parallel for num_threads(threads_for(p.n * p.k * pos)) schedule(static)
+  for (int64_t nv = 0; nv < p.n * vecs; ++nv) {
+    const T* src = dy + nv * W * pos;
+    T* dst = dyt.data() + nv * W * pos;
+    for (int64_t l = 0; l < W; ++l)
+      for (int64_t q = 0; q < pos; ++q) dst[q * W + l] = src[l * pos + q];
+  }
+  const int64_t rows = rows_for(static_cast<int>(p.s));
+  const int64_t plane = g.size() + W;  // fill_plane writes up to a vector past a buffer
+  parallel_items<T>(vecs * cg, threads_for(p.n * p.k * pos * rs * cg), plane + rs * W, [&](int64_t item, T* buf) {
+    const int64_t v = item / cg, ci = item % cg, gi = v * W / kg;
+    T* acc = buf + plane;
+    fill_zero(acc, rs * W);
+    for (int64_t n = 0; n < p.n; ++n) {
+      fill_plane(p, g, spans.data(), x + (n * p.c + gi * cg + ci) * p.h * p.w, buf);
+      const T* d = dyt.data() + (n * vecs + v) * pos * W;
+      for (int64_t a0 = 0; a0 < p.r; a0 += rows)
+        channel_rows_for<T>(p.s, std::min(rows, p.r - a0))(p, g, d, buf, a0, acc + a0 * p.s * W);
+    }
+    for (int64_t l = 0; l < W; ++l)
+      for (int64_t t = 0; t < rs; ++t) dw[((v * W + l) * cg + ci) * rs + t] = acc[t * W + l];
+  });
+}
+
 template bool channels_suit<float>(const ConvParams&);
 template bool channels_suit<double>(const ConvParams&);
 template void channels_forward<float>(const ConvParams&, const float*, const float*, const float*, float*);
+template bool channels_suit_weight<float>(const ConvParams&);
+template bool channels_suit_weight<double>(const ConvParams&);
+template void channels_backward_weight<float>(const ConvParams&, const float*, const float*, float*);
+template void channels_backward_weight<double>(const ConvParams&, const double*, const double*, double*);
 template void channels_forward<double>(const ConvParams&, const double*, const double*, const double*, double*);
 
 }  // namespace dk::cpu::DK_ISA_NS

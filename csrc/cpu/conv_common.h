@@ -207,6 +207,11 @@ template <class T>
 bool channels_suit(const ConvParams& p);
 template <class T>
 void channels_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y);
+// Its weight gradient, for the shapes that also have stride and dilation 1 along rows.
+template <class T>
+bool channels_suit_weight(const ConvParams& p);
+template <class T>
+void channels_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw);
 
 // Winograd F(2x2, 3x3) forward and weight gradient (conv_winograd.cpp), and the shapes they take.
 template <class T>

@@ -58,17 +58,21 @@ void tap_sums(const ConvParams& p, const PlaneBuffer& g, const int64_t* taps, co
 }
 
 // Output rows [i0, i0 + ROWS) of the OUTS output planes at y0 (ystep apart),
-// from one input channel's plane buffer: += the taps of their weights (at w0,
-// wstep apart), or, when `first`, the taps plus the bias (or 0). OUTS x ROWS
-// independent accumulators: each buffer vector loaded feeds OUTS FMAs and each
-// weight broadcast ROWS, so the loop is bound by the FMAs, not by loads or by
-// the FMA latency (one accumulator per output row ran at a third of it).
+// from `chans` input channels' plane buffers at buf (`plane` apart): += the taps
+// of their weights (at w0, wstep apart per output, rs per channel), or, when
+// `first`, the taps plus the bias (or 0). OUTS x ROWS independent accumulators:
+// each buffer vector loaded feeds OUTS FMAs and each weight broadcast ROWS, so
+// the loop is bound by the FMAs, not by loads or by the FMA latency (one
+// accumulator per output row ran at a third of it). The channels are summed in
+// registers: storing the partial sums per channel (masked stores on rows that
+// are not whole vectors, slow on Zen 4) took two thirds of LeNet c2's
+// backward data.
 template <class T, int ROWS, int OUTS>
 void direct_block(const ConvParams& p, const PlaneBuffer& g, const int64_t* taps, const T* w0, int64_t wstep,
-                  const T* bias, bool first, const T* buf, int64_t i0, T* y0, int64_t ystep) {
+                  const T* bias, bool first, const T* buf, int64_t chans, int64_t plane, int64_t i0, T* y0,
+                  int64_t ystep) {
   using V = Vec<T>;
   const int64_t step = p.sh * g.row_step(), rs = p.r * p.s;
-  const T* row0 = buf + i0 * step;
   T* out = y0 + i0 * p.ow;
   for (int64_t j = 0; j < p.ow; j += V::width) {
     const int64_t left = p.ow - j;
@@ -78,16 +82,20 @@ void direct_block(const ConvParams& p, const PlaneBuffer& g, const int64_t* taps
 #pragma GCC unroll 8
       for (int u = 0; u < ROWS; ++u)
         acc[o][u] = first ? V(bias ? bias[o] : T(0)) : V::load(out + o * ystep + u * p.ow + j, left);
-    for (int64_t t = 0; t < rs; ++t) {
-      const T* src = row0 + taps[t] + j;
-      V in[ROWS];
+    for (int64_t ci = 0; ci < chans; ++ci) {
+      const T* row0 = buf + ci * plane + i0 * step + j;
+      const T* wc = w0 + ci * rs;
+      for (int64_t t = 0; t < rs; ++t) {
+        const T* src = row0 + taps[t];
+        V in[ROWS];
 #pragma GCC unroll 8
-      for (int u = 0; u < ROWS; ++u) in[u] = V::load(src + u * step, left);
+        for (int u = 0; u < ROWS; ++u) in[u] = V::load(src + u * step, left);
 #pragma GCC unroll 4
-      for (int o = 0; o < OUTS; ++o) {
-        const V wv(w0[o * wstep + t]);
+        for (int o = 0; o < OUTS; ++o) {
+          const V wv(wc[o * wstep + t]);
 #pragma GCC unroll 8
-        for (int u = 0; u < ROWS; ++u) acc[o][u] = fma(wv, in[u], acc[o][u]);
+          for (int u = 0; u < ROWS; ++u) acc[o][u] = fma(wv, in[u], acc[o][u]);
+        }
       }
     }
 #pragma GCC unroll 4
@@ -104,7 +112,7 @@ constexpr int64_t block_rows(int64_t outs) { return outs == 1 ? 8 : 12 / outs; }
 
 template <class T>
 using DirectBlock = void (*)(const ConvParams&, const PlaneBuffer&, const int64_t*, const T*, int64_t, const T*, bool,
-                             const T*, int64_t, T*, int64_t);
+                             const T*, int64_t, int64_t, int64_t, T*, int64_t);
 
 template <class T, int... R>
 constexpr std::array<DirectBlock<T>, kBlockRows * kBlockOuts> block_table(std::integer_sequence<int, R...>) {
@@ -130,23 +138,30 @@ TapSums<T> tap_sums_for(int64_t taps) {
 
 }  // namespace
 
+// Input channels whose plane buffers a forward item holds at once: about an
+// L2's worth, at least one.
+constexpr int64_t kChannelBytes = int64_t(256) << 10;
+
 template <class T>
 void direct_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y) {
-  using V = Vec<T>;
   const PlaneBuffer g = plane_buffer(p);
   const int64_t cg = p.c / p.groups, kg = p.k / p.groups, rs = p.r * p.s, pos = p.oh * p.ow;
+  const int64_t plane = g.size() + Vec<T>::width;  // fill_plane writes up to a vector past a buffer
+  const int64_t chunk = std::clamp<int64_t>(kChannelBytes / int64_t(sizeof(T)) / plane, 1, cg);
   const std::vector<Span> spans = phase_spans(p, g);
   const std::vector<int64_t> taps = tap_offsets(p, g);
-  parallel_items<T>(p.n * p.groups, threads_for(p.n * p.k * pos * rs * cg), g.size() + Vec<T>::width,
+  parallel_items<T>(p.n * p.groups, threads_for(p.n * p.k * pos * rs * cg), chunk * plane,
                     [&](int64_t item, T* buf) {
     const int64_t n = item / p.groups, gi = item % p.groups;
-    for (int64_t ci = 0; ci < cg; ++ci) {
-      fill_plane(p, g, spans.data(), x + (n * p.c + gi * cg + ci) * p.h * p.w, buf);
+    for (int64_t c0 = 0; c0 < cg; c0 += chunk) {
+      const int64_t chans = std::min(chunk, cg - c0);
+      for (int64_t ci = 0; ci < chans; ++ci)
+        fill_plane(p, g, spans.data(), x + (n * p.c + gi * cg + c0 + ci) * p.h * p.w, buf + ci * plane);
       for (int64_t m = 0; m < kg; m += kBlockOuts) {
         const int64_t kk = gi * kg + m, outs = std::min<int64_t>(kBlockOuts, kg - m), rows = block_rows(outs);
         for (int64_t i = 0; i < p.oh; i += rows)
           direct_block_for<T>(std::min(rows, p.oh - i), outs)(
-              p, g, taps.data(), w + (kk * cg + ci) * rs, cg * rs, b ? b + kk : nullptr, ci == 0, buf, i,
+              p, g, taps.data(), w + (kk * cg + c0) * rs, cg * rs, b ? b + kk : nullptr, c0 == 0, buf, chans, plane, i,
               y + (n * p.k + kk) * pos, pos);
       }
     }
