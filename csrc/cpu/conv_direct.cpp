@@ -66,15 +66,20 @@ void tap_sums(const ConvParams& p, const PlaneBuffer& g, const int64_t* taps, co
 // accumulator per output row ran at a third of it). The channels are summed in
 // registers: storing the partial sums per channel (masked stores on rows that
 // are not whole vectors, slow on Zen 4) took two thirds of LeNet c2's
-// backward data.
+// backward data. For the same reason, when this call writes the final values
+// and reads none (`first` and `last`), a row's partial last vector is stored whole, spilling into the next
+// rows of its plane, which are written later (vectors go right to left, rows
+// and blocks top to bottom); only a vector whose spill would pass the plane's
+// end is stored masked.
 template <class T, int ROWS, int OUTS>
 void direct_block(const ConvParams& p, const PlaneBuffer& g, const int64_t* taps, const T* w0, int64_t wstep,
-                  const T* bias, bool first, const T* buf, int64_t chans, int64_t plane, int64_t i0, T* y0,
+                  const T* bias, bool first, bool last, const T* buf, int64_t chans, int64_t plane, int64_t i0, T* y0,
                   int64_t ystep) {
   using V = Vec<T>;
   const int64_t step = p.sh * g.row_step(), rs = p.r * p.s;
   T* out = y0 + i0 * p.ow;
-  for (int64_t j = 0; j < p.ow; j += V::width) {
+  const int64_t end = (p.oh - i0) * p.ow;  // the plane's end, from out
+  for (int64_t j = (p.ow - 1) / V::width * V::width; j >= 0; j -= V::width) {
     const int64_t left = p.ow - j;
     V acc[OUTS][ROWS];
 #pragma GCC unroll 4
@@ -101,7 +106,11 @@ void direct_block(const ConvParams& p, const PlaneBuffer& g, const int64_t* taps
 #pragma GCC unroll 4
     for (int o = 0; o < OUTS; ++o)
 #pragma GCC unroll 8
-      for (int u = 0; u < ROWS; ++u) acc[o][u].store(out + o * ystep + u * p.ow + j, left);
+      for (int u = 0; u < ROWS; ++u) {
+        T* to = out + o * ystep + u * p.ow + j;
+        if (first && last && u * p.ow + j + V::width <= end) acc[o][u].store(to);
+        else acc[o][u].store(to, left);
+      }
   }
 }
 
@@ -112,7 +121,7 @@ constexpr int64_t block_rows(int64_t outs) { return outs == 1 ? 8 : 12 / outs; }
 
 template <class T>
 using DirectBlock = void (*)(const ConvParams&, const PlaneBuffer&, const int64_t*, const T*, int64_t, const T*, bool,
-                             const T*, int64_t, int64_t, int64_t, T*, int64_t);
+                             bool, const T*, int64_t, int64_t, int64_t, T*, int64_t);
 
 template <class T, int... R>
 constexpr std::array<DirectBlock<T>, kBlockRows * kBlockOuts> block_table(std::integer_sequence<int, R...>) {
@@ -161,7 +170,7 @@ void direct_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* 
         const int64_t kk = gi * kg + m, outs = std::min<int64_t>(kBlockOuts, kg - m), rows = block_rows(outs);
         for (int64_t i = 0; i < p.oh; i += rows)
           direct_block_for<T>(std::min(rows, p.oh - i), outs)(
-              p, g, taps.data(), w + (kk * cg + c0) * rs, cg * rs, b ? b + kk : nullptr, c0 == 0, buf, chans, plane, i,
+              p, g, taps.data(), w + (kk * cg + c0) * rs, cg * rs, b ? b + kk : nullptr, c0 == 0, c0 + chans == cg, buf, chans, plane, i,
               y + (n * p.k + kk) * pos, pos);
       }
     }
