@@ -14,15 +14,14 @@ void check_p(const char* op, double p) {
   if (!(p >= 0.0 && p <= 1.0)) value_error(op, "p must be a probability in [0, 1], got " + std::to_string(p));
 }
 
-// The mask: C-contiguous, writeable when written, numpy bool, x's shape.
+// The mask: numpy bool of x's shape, and C-contiguous and writeable when written.
 py::array mask_array(const char* op, py::handle h, const std::vector<int64_t>& shape, bool written) {
   py::array m = as_array(op, "mask", h);
   const char kind = m.dtype().kind();
   const bool is_bool = m.dtype().is(py::dtype::of<bool>());
   if (written) {
     if (!is_bool) type_error(op, "mask is written in place and must be a bool array, got " + dtype_name(m));
-    if (!(m.flags() & py::array::c_style)) value_error(op, "mask is written in place and must be C-contiguous");
-    if (!m.writeable()) value_error(op, "mask is written in place and must be writeable");
+    check_writable(op, "mask", m);
   } else if (!is_bool && kind != 'i' && kind != 'u') {
     type_error(op, "mask must be a bool (or integer) array, got " + dtype_name(m));
   } else if (!is_bool || !(m.flags() & py::array::c_style)) {

@@ -105,12 +105,11 @@ static std::vector<int64_t> with_hw(const py::array& x, int64_t h, int64_t w) {
 
 static int64_t planes_of(const py::array& x) { return x.ndim() == 4 ? x.shape(0) * x.shape(1) : x.shape(0); }
 
-// indices: written in place, so int64, C-contiguous and writeable.
+// indices: written in place, so int64, C-contiguous, aligned and writeable.
 static py::array index_output(const char* op, py::handle h) {
   py::array a = as_array(op, "indices", h);
   if (!a.dtype().is(py::dtype::of<int64_t>())) type_error(op, "indices must be int64, got " + dtype_name(a));
-  if (!(a.flags() & py::array::c_style)) value_error(op, "indices is written in place and must be C-contiguous");
-  if (!a.writeable()) value_error(op, "indices is written in place and must be writeable");
+  check_writable(op, "indices", a);
   return a;
 }
 

@@ -53,10 +53,6 @@ struct Rnn {
 
   const char* gate_names() const { return gates == 4 ? "i, f, g, o" : "r, z, n"; }
 
-  static bool misaligned(const py::array& a) {
-    return reinterpret_cast<uintptr_t>(a.data()) % static_cast<uintptr_t>(a.itemsize()) != 0;
-  }
-
   // A read-only argument, checked for dtype but not yet copied: shapes are checked
   // on it first, so a mismatch never pays for a copy.
   py::array raw(const char* name, py::handle h) const {
@@ -67,14 +63,13 @@ struct Rnn {
     return a;
   }
 
-  // The checked argument as the kernels read it: C-contiguous (input() copies strided
-  // views) and aligned to its dtype (a misaligned one is copied too: the kernels'
-  // scalar code reads it as T). numpy's "array is too big" (a strided view of more
-  // bytes than can exist) becomes the op's error naming the argument.
+  // The checked argument as the kernels read it: C-contiguous and aligned to its
+  // dtype (input() copies strided and misaligned views). numpy's "array is too big"
+  // (a strided view of more bytes than can exist) becomes the op's error naming the
+  // argument.
   py::array contiguous(const char* name, const py::array& a) {
     try {
       py::array c = input(nm.op, name, a, dt);
-      c = misaligned(c) ? py::array::ensure(c.attr("copy")("C"), py::array::c_style) : c;
       keep.push_back(c);
       return c;
     } catch (py::error_already_set& e) {
@@ -157,7 +152,6 @@ struct Rnn {
     if (may_be_none && h.is_none()) return nullptr;
     py::array a = output(nm.op, name, h, dt);
     check_shape(nm.op, name, a, shape);
-    if (misaligned(a)) value_error(nm.op, std::string(name) + " is written in place and must be aligned to its dtype");
     keep.push_back(a);
     return out_ptr<T>(a);
   }
