@@ -601,6 +601,8 @@ def grad_norm(arrays, norm_type=2.0):
     """The norm_type-norm of all arrays seen as one vector (float64 accumulation):
     p > 0, 0 (non-zero count), inf (max |x|) or -inf (min |x|). 0.0 for no arrays."""
     norm_type = float(norm_type)
+    if np.isnan(norm_type):  # checked here: the native call would name clip_grad_norm in the message
+        raise ValueError("[grad_norm] norm_type must not be NaN")
     groups = _by_dtype("grad_norm", arrays)
     if not groups:
         return 0.0
