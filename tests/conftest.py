@@ -16,12 +16,14 @@ from hypothesis import HealthCheck, settings
 
 
 class _NoTorch:
-    """A meta-path finder that makes `import torch` raise ImportError (so importorskip
+    """A meta-path finder that makes `import torch` raise ModuleNotFoundError (so importorskip
     skips) while leaving sys.modules alone (scipy probes sys.modules["torch"])."""
 
     def find_spec(self, name, path=None, target=None):
         if name == "torch" or name.startswith("torch."):
-            raise ImportError("PyTorch is hidden (DEEPKERN_NO_TORCH=1)")
+            # ModuleNotFoundError, as for a package not installed: importorskip skips on
+            # that alone (any other ImportError is a broken install, an error).
+            raise ModuleNotFoundError("PyTorch is hidden (DEEPKERN_NO_TORCH=1)", name=name)
         return None
 
 

@@ -5,7 +5,8 @@ process still alive afterwards, never a segfault, an abort or a hang.
 Hostile means: sizes whose products overflow 64 bits or that no machine can
 allocate (zero-stride views made with as_strided / broadcast_to, so they cost no
 memory), negative or zero sizes, strides and kernel sizes, NaN/Inf values,
-labels out of range, read-only or broadcast outputs, mismatched optimizer
+labels out of range, read-only, broadcast or misaligned outputs (and misaligned
+inputs, which must be read correctly), mismatched optimizer
 state, outputs aliasing inputs, the native module called directly without the
 Python layer's checks, and absurd thread counts.
 
@@ -47,6 +48,13 @@ def f32(*shape):
 def readonly(a):
     a.setflags(write=False)
     return a
+
+
+def misaligned(a):
+    """a's values in a C-contiguous view one byte into a buffer: not aligned for its dtype."""
+    b = np.empty(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+    b[...] = a
+    return b
 
 
 # -- threads ----------------------------------------------------------------------
@@ -91,6 +99,11 @@ def gemm_inner_dimension_of_2_60(ops):
 @hostile("gemm", raises=(ValueError,), names="out")
 def gemm_into_a_read_only_out(ops):
     ops.gemm(f32(3, 4), f32(4, 5), out=readonly(f32(3, 5)))
+
+
+@hostile("gemm", raises=(ValueError,), names="out")
+def gemm_into_a_misaligned_out(ops):
+    ops.gemm(f32(3, 4), f32(4, 5), out=misaligned(f32(3, 5)))
 
 
 @hostile("gemm", raises=(ValueError,), names="out")
@@ -167,6 +180,11 @@ def native_linear_backward_with_overlapping_outputs(ops):
 @hostile("sgd_step", raises=(ValueError,), names="params[0]")
 def sgd_step_on_a_read_only_param(ops):
     ops.sgd_step([readonly(f32(10))], [f32(10)], lr=0.1)
+
+
+@hostile("sgd_step", raises=(ValueError,), names="momentum_buffers[0]")
+def sgd_step_with_a_misaligned_momentum_buffer(ops):
+    ops.sgd_step([f32(10)], [f32(10)], [misaligned(f32(10))], lr=0.1, momentum=0.9)
 
 
 @hostile("sgd_step", raises=(ValueError,), names="momentum_buffers[1]")
@@ -378,6 +396,18 @@ def avg_pool2d_with_negative_padding(ops):
 @hostile("batch_norm", raises=(ValueError,), names="running_mean")
 def batch_norm_with_a_read_only_running_mean(ops):
     ops.batch_norm(f32(4, 3), f32(3), f32(3), readonly(f32(3)), f32(3), True)
+
+
+@hostile("batch_norm", raises=(ValueError,), names="running_mean")
+def batch_norm_with_a_misaligned_running_mean(ops):
+    ops.batch_norm(f32(4, 3), f32(3), f32(3), misaligned(f32(3)), f32(3), True)
+
+
+@hostile("batch_norm", raises=None)
+def batch_norm_of_misaligned_inputs(ops):
+    x, w, b = misaligned(f32(4, 3, 5)), misaligned(f32(3)), misaligned(f32(3))
+    y, mean, invstd = ops.batch_norm(x, w, b, None, None, True)
+    ops.batch_norm_backward(misaligned(y), x, w, misaligned(mean), misaligned(invstd))
 
 
 @hostile("batch_norm", raises=(ValueError,), names="running_var")

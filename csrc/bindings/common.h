@@ -44,34 +44,59 @@ inline DType float_dtype(const char* op, const char* name, const py::array& a) {
   type_error(op, std::string(name) + " must be float32 or float64, got " + dtype_name(a));
 }
 
-// a's data in a C-contiguous array (numpy.asarray(a, dtype, order="C"), which
-// keeps 0-D arrays 0-D): a copy's MemoryError propagates, where
-// py::array::ensure would clear it and return null.
-inline py::array c_contiguous(const py::array& a, py::object dtype = py::none()) {
-  return py::module_::import("numpy").attr("asarray")(a, dtype, "C");
+// numpy's ALIGNED flag: the data pointer (and every stride) is a multiple of the
+// dtype's alignment. Kernels read and write elements as T, and a misaligned T
+// access is undefined behaviour (UBSan reports it; some CPUs fault), so a
+// pointer handed to a kernel must be aligned, not merely C-contiguous: a view
+// into a byte buffer at an odd offset is C-contiguous but not aligned.
+inline bool is_aligned(const py::array& a) {
+  return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
 }
 
-// An array the op only reads: any float array; strided views are copied to
-// C-contiguous memory. Its dtype must be `want` (mixing dtypes is a TypeError).
+// a's data in a C-contiguous, aligned array of dtype `dtype` (None: a's):
+// numpy.asarray(a, dtype, order="C"), which keeps 0-D arrays 0-D and returns a
+// itself when it already fits, then a copy (numpy.array, always fresh, so
+// aligned) when the result is still misaligned, which asarray does not fix. A
+// copy's MemoryError propagates, where py::array::ensure would clear it and
+// return null.
+inline py::array c_contiguous(const py::array& a, py::object dtype = py::none()) {
+  py::module_ np = py::module_::import("numpy");
+  py::array c = np.attr("asarray")(a, dtype, "C");
+  if (!is_aligned(c)) c = np.attr("array")(c, py::arg("order") = "C");
+  return c;
+}
+
+// An array the op only reads: any float array; strided or misaligned views are
+// copied to C-contiguous, aligned memory. Its dtype must be `want` (mixing dtypes
+// is a TypeError).
 inline py::array input(const char* op, const char* name, py::handle h, DType want) {
   py::array a = as_array(op, name, h);
   if (float_dtype(op, name, a) != want)
     type_error(op, std::string(name) + " has dtype " + dtype_name(a) + ", expected " +
                        (want == DType::f32 ? "float32" : "float64") + " like the other arguments");
-  if (!(a.flags() & py::array::c_style)) a = c_contiguous(a);
+  if (!(a.flags() & py::array::c_style) || !is_aligned(a)) a = c_contiguous(a);
   return a;
 }
 
-// An array the op writes: must already be C-contiguous, writeable and of dtype
-// `want`. Never copied: a silent copy would lose the write.
+// The checks every array written in place passes (see output()); the caller has
+// checked its dtype.
+inline void check_writable(const char* op, const char* name, const py::array& a) {
+  if (!(a.flags() & py::array::c_style))
+    value_error(op, std::string(name) + " is written in place and must be C-contiguous");
+  if (!is_aligned(a))
+    value_error(op, std::string(name) + " is written in place and must be aligned to its dtype (" +
+                        dtype_name(a) + "); a view at an odd byte offset cannot be written by the kernels");
+  if (!a.writeable()) value_error(op, std::string(name) + " is written in place and must be writeable");
+}
+
+// An array the op writes: must already be C-contiguous, aligned, writeable and of
+// dtype `want`. Never copied: a silent copy would lose the write.
 inline py::array output(const char* op, const char* name, py::handle h, DType want) {
   py::array a = as_array(op, name, h);
   if (float_dtype(op, name, a) != want)
     type_error(op, std::string(name) + " has dtype " + dtype_name(a) + ", expected " +
                        (want == DType::f32 ? "float32" : "float64") + " like the other arguments");
-  if (!(a.flags() & py::array::c_style))
-    value_error(op, std::string(name) + " is written in place and must be C-contiguous");
-  if (!a.writeable()) value_error(op, std::string(name) + " is written in place and must be writeable");
+  check_writable(op, name, a);
   return a;
 }
 

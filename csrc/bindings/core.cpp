@@ -1,4 +1,9 @@
 // Build and machine facts, threads.
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
 #include "bindings/common.h"
 #include "core/cpu_features.h"
 
@@ -15,6 +20,12 @@ void bind_core(py::module_& m) {
         "The instruction set the CPU kernels run with (DEEPKERN_ISA lowers it).");
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); },
         "The best instruction set this CPU and build support.");
+  m.def("compiled_isas", [] {
+        std::vector<std::string> names;
+        for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})
+          if (isa_compiled(isa)) names.push_back(isa_name(isa));
+        return names;
+      }, "The instruction-set variants this build compiled, lowest first.");
   m.def("get_num_threads", &get_num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
 }

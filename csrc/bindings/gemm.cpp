@@ -4,9 +4,10 @@
 // layout is one it reads: rows with unit stride (a slice's row stride becomes
 // lda) or columns with unit stride (a transposed view: the engine reads the
 // stored matrix with trans flipped). Anything else (negative or broadcast
-// strides, odd steps) is copied to C-contiguous memory, and so is an input that
-// shares memory with an output, so that C = A B with C aliasing A still
-// computes from the old A, as numpy does. Outputs are written in place.
+// strides, odd steps, a view misaligned for its dtype) is copied to C-contiguous
+// memory, and so is an input that shares memory with an output, so that C = A B
+// with C aliasing A still computes from the old A, as numpy does. Outputs are
+// written in place.
 // CUDA arrays (__cuda_array_interface__, C-contiguous) run cuda::gemm on the
 // stream of the first input, after the same shape checks (the *_dims functions);
 // there an output that overlaps an input is an error rather than a copy.
@@ -107,6 +108,7 @@ Matrix matrix(const py::array& a, const std::vector<py::array>& outputs) {
   auto stride_ok = [&](int64_t s, int64_t at_least) { return s > 0 && s % sz == 0 && s / sz >= at_least; };
   bool copy = false;
   for (py::ssize_t i = 0; i < 2; ++i) copy |= a.shape(i) > 1 && a.strides(i) <= 0;
+  copy |= !is_aligned(a);  // the engine reads elements as T: a view at an odd byte offset is copied
   for (const auto& o : outputs) copy |= a.size() > 0 && overlaps(a, o);
   Matrix m{a, r, c};
   if (!copy && (c <= 1 || s1 == sz) && (r <= 1 || stride_ok(s0, c))) {  // rows of unit stride

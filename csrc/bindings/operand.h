@@ -84,8 +84,7 @@ class Args {
     }
     py::array a = as_array(op_, name, h);
     if (!a.dtype().is(py::dtype::of<int64_t>())) type_error(op_, n + " must be int64, got " + dtype_name(a));
-    if (!(a.flags() & py::array::c_style)) value_error(op_, n + " is written in place and must be C-contiguous");
-    if (!a.writeable()) value_error(op_, n + " is written in place and must be writeable");
+    check_writable(op_, name, a);
     return from_numpy(a, std::nullopt);
   }
   // A bool array (one byte per element, 0 or 1): written, or read (numpy: any
@@ -103,8 +102,7 @@ class Args {
     const bool is_bool = m.dtype().is(py::dtype::of<bool>());
     if (written) {
       if (!is_bool) type_error(op_, n + " is written in place and must be a bool array, got " + dtype_name(m));
-      if (!(m.flags() & py::array::c_style)) value_error(op_, n + " is written in place and must be C-contiguous");
-      if (!m.writeable()) value_error(op_, n + " is written in place and must be writeable");
+      check_writable(op_, name, m);
     } else if (!is_bool && kind != 'i' && kind != 'u') {
       type_error(op_, n + " must be a bool (or integer) array, got " + dtype_name(m));
     } else if (!is_bool || !(m.flags() & py::array::c_style)) {

@@ -37,16 +37,17 @@ static PyObject* descr_of(DType d) {
   return d == DType::f32 ? f32 : f64;
 }
 
-// True when h is an array of dtype d, C-contiguous, and writeable when written.
+// True when h is an array of dtype d, C-contiguous, aligned, and writeable when written.
 static bool fast_ok(py::handle h, DType d, bool written) {
   if (!py::isinstance<py::array>(h)) return false;
   const auto* a = py::detail::array_proxy(h.ptr());
   using npy = py::detail::npy_api;
-  int need = npy::NPY_ARRAY_C_CONTIGUOUS_ | (written ? npy::NPY_ARRAY_WRITEABLE_ : 0);
+  int need = npy::NPY_ARRAY_C_CONTIGUOUS_ | npy::NPY_ARRAY_ALIGNED_ | (written ? npy::NPY_ARRAY_WRITEABLE_ : 0);
   return a->descr == descr_of(d) && (a->flags & need) == need;
 }
 
-// list[i] checked: fast, or through common.h (raises, or copies a strided read-only array).
+// list[i] checked: fast, or through common.h (raises, or copies a strided or misaligned
+// read-only array).
 static py::array checked(const char* op, const char* list, const py::list& l, size_t i, DType d, bool written) {
   py::handle h = l[i];
   if (fast_ok(h, d, written)) return py::reinterpret_borrow<py::array>(h);

@@ -67,11 +67,6 @@ struct Rnn {
 
   const char* gate_names() const { return gates == 4 ? "i, f, g, o" : "r, z, n"; }
 
-  static bool misaligned(const void* data, int64_t itemsize) {
-    return reinterpret_cast<uintptr_t>(data) % static_cast<uintptr_t>(itemsize) != 0;
-  }
-  int64_t itemsize() const { return dt == DType::f32 ? 4 : 8; }
-
   // -- the shape checks -------------------------------------------------------------
 
   void need_ndim(const char* name, const std::vector<int64_t>& s, size_t ndim) const {
@@ -136,14 +131,13 @@ struct Rnn {
     return a;
   }
 
-  // The checked argument as the kernels read it: C-contiguous (input() copies strided
-  // views) and aligned to its dtype (a misaligned one is copied too: the kernels'
-  // scalar code reads it as T). numpy's "array is too big" (a strided view of more
-  // bytes than can exist) becomes the op's error naming the argument.
+  // The checked argument as the kernels read it: C-contiguous and aligned to its
+  // dtype (input() copies strided and misaligned views). numpy's "array is too big"
+  // (a strided view of more bytes than can exist) becomes the op's error naming the
+  // argument.
   const void* contiguous(const char* name, const py::array& a) {
     try {
       py::array c = input(nm.op, name, a, dt);
-      c = misaligned(c.data(), c.itemsize()) ? py::array::ensure(c.attr("copy")("C"), py::array::c_style) : c;
       keep.push_back(c);
       return c.data();
     } catch (py::error_already_set& e) {
@@ -163,7 +157,8 @@ struct Rnn {
     if (a.dtype != dt)
       type_error(nm.op, std::string(name) + " has dtype " + str(a.dtype) + ", expected " + str(dt) +
                             " like the other arguments");
-    if (misaligned(a.data, itemsize())) value_error(nm.op, std::string(name) + " must be aligned to its dtype");
+    if (reinterpret_cast<uintptr_t>(a.data) % (dt == DType::f32 ? 4 : 8) != 0)
+      value_error(nm.op, std::string(name) + " must be aligned to its dtype");
     return a;
   }
 
@@ -230,8 +225,6 @@ struct Rnn {
     }
     py::array a = output(nm.op, name, h, dt);
     need_shape(name, shape_of(a), shape);
-    if (misaligned(a.data(), a.itemsize()))
-      value_error(nm.op, std::string(name) + " is written in place and must be aligned to its dtype");
     keep.push_back(a);
     return out_ptr<T>(a);
   }

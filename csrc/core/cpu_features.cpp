@@ -32,6 +32,19 @@ Isa best_isa() {
   return Isa::generic;
 }
 
+bool isa_compiled(Isa isa) {
+  switch (isa) {
+#if defined(DK_HAVE_AVX512)
+    case Isa::avx512: return true;
+#endif
+#if defined(DK_HAVE_AVX2)
+    case Isa::avx2: return true;
+#endif
+    case Isa::generic: return true;
+    default: return false;
+  }
+}
+
 static Isa read_isa() {
   Isa best = best_isa();
   const char* env = std::getenv("DEEPKERN_ISA");
@@ -43,8 +56,11 @@ static Isa read_isa() {
   else if (want == "generic") asked = Isa::generic;
   else
     throw std::invalid_argument("DEEPKERN_ISA must be avx512, avx2 or generic, got '" + want + "'");
-  // Forcing a path the CPU cannot run would crash: never go above the best.
-  return static_cast<int>(asked) < static_cast<int>(best) ? asked : best;
+  // Forcing a path the CPU cannot run would crash: never go above the best. A
+  // variant this build left out runs (and is reported as) the next lower one it has.
+  if (static_cast<int>(asked) > static_cast<int>(best)) asked = best;
+  while (!isa_compiled(asked)) asked = static_cast<Isa>(static_cast<int>(asked) - 1);
+  return asked;
 }
 
 Isa active_isa() {

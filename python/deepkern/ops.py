@@ -676,6 +676,8 @@ def grad_norm(arrays, norm_type=2.0):
     """The norm_type-norm of all arrays seen as one vector (float64 accumulation):
     p > 0, 0 (non-zero count), inf (max |x|) or -inf (min |x|). 0.0 for no arrays."""
     norm_type = float(norm_type)
+    if np.isnan(norm_type):  # checked here: the native call would name clip_grad_norm in the message
+        raise ValueError("[grad_norm] norm_type must not be NaN")
     groups = _by_dtype("grad_norm", arrays)
     if not groups:
         return 0.0
@@ -688,7 +690,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     native call (a reduction, then the scaling pass only when total > max_norm). A NaN/Inf
     total raises RuntimeError, with nothing scaled, when error_if_nonfinite; otherwise it
     scales as torch does (to NaN, or 0 where the total is Inf). norm_type: any p != 0, inf
-    or -inf. Grads are written in place: C-contiguous, writeable."""
+    or -inf. Grads are written in place: C-contiguous, aligned, writeable."""
     op = "clip_grad_norm_"
     max_norm, norm_type = float(max_norm), float(norm_type)
     _nonnegative(op, max_norm=max_norm)
@@ -701,9 +703,11 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     if len(groups) == 1:
         total = _C.clip_grad_norm(groups[0], max_norm, norm_type, not error_if_nonfinite)
     else:  # mixed dtypes: the norm of the per-dtype norms, then one scaling pass per dtype
-        # (CuPy's flags have no writeable: its arrays always are)
-        if not all(g.flags.c_contiguous and getattr(g.flags, "writeable", True) for same in groups for g in same):
-            raise ValueError(f"[{op}] grads are scaled in place and must be C-contiguous and writeable")
+        # the rule the single-dtype path's native call applies, so mixing dtypes accepts no more
+        # (CuPy's flags have neither writeable nor aligned: its arrays always are both)
+        if not all(g.flags.c_contiguous and getattr(g.flags, "aligned", True) and getattr(g.flags, "writeable", True)
+                   for same in groups for g in same):
+            raise ValueError(f"[{op}] grads are scaled in place and must be C-contiguous, aligned and writeable")
         total = _combine_norms([_C.clip_grad_norm(same, -1.0, norm_type, True) for same in groups], norm_type)
         coef = max_norm / (total + 1e-6)
         if not (error_if_nonfinite and not np.isfinite(total)) and not coef >= 1.0:

@@ -1,5 +1,5 @@
 """Op table entries: the optimizer steps (SGD and the adaptive ones) and the
-gradient utilities (clip_grad_norm_, clip_grad_value_)."""
+gradient utilities (clip_grad_norm_, clip_grad_value_, grad_norm, all_finite)."""
 import math
 
 import numpy as np
@@ -251,6 +251,46 @@ entry(OpSpec(
                          _list(c, "grads"))[1],
     ref=lambda c: tuple(np.clip(np.asarray(g, np.float64), -c.opt["clip_value"], c.opt["clip_value"])
                         for g in _list(c, "grads")),
+    mixed_dtypes=True,
+    big=({"a0": 70001, "a1": 300, "b1": 257, "a2": 3, "b2": 5, "c2": 7}, {"count": 3}),
+))
+
+
+# The read-only utilities: lists named as the ops name them in their messages.
+def _read_make(name):
+    def make(c, gen):
+        for i in range(c.opt["count"]):
+            c.add(f"{name}[{i}]", random(gen, tuple(c.dims[s] for s in _TENSOR_SHAPES[i]), c.dtype), None)
+    return make
+
+
+def _norm_ref(c):
+    arrays = _list(c, "grads")
+    if not arrays:  # documented (ops.grad_norm): 0.0 for no arrays, whatever the order
+        return (0.0,)
+    if not sum(a.size for a in arrays):
+        # arrays without elements: 0 for the sums and for max |x|; min |x| of nothing is +inf
+        return (np.inf if c.opt["norm_type"] == -np.inf else 0.0,)
+    return (ref.grad_norm(arrays, c.opt["norm_type"]),)
+
+
+entry(OpSpec(
+    name="grad_norm", dims=dict(_TENSOR_DIMS),
+    options={"count": [1, 2, 3, 0], "norm_type": [2.0, 1.0, np.inf, -np.inf, 0.0, 3.0]},
+    make=_read_make("grads"),
+    call=lambda ops, c: (np.asarray(ops.grad_norm(_list(c, "grads"), c.opt["norm_type"]), c.dtype),),
+    ref=_norm_ref, mixed_dtypes=True, scale=lambda c: 10.0,
+    bad_options=[("norm_type", float("nan"), ValueError, ("norm_type",))],
+    big=({"a0": 70001, "a1": 300, "b1": 257, "a2": 3, "b2": 5, "c2": 7}, {"count": 3}),
+    thread_invariant=False,
+    why="one float64 partial sum per thread, added in thread order (csrc/cpu/optim.cpp), as clip_grad_norm_",
+))
+entry(OpSpec(
+    name="all_finite", dims=dict(_TENSOR_DIMS), options={"count": [1, 2, 3, 0]},
+    make=_read_make("arrays"),
+    # True / False as 1.0 / 0.0 of the case's dtype, so check_result compares it as a value
+    call=lambda ops, c: (np.asarray(float(ops.all_finite(_list(c, "arrays"))), c.dtype),),
+    ref=lambda c: (float(all(np.isfinite(a).all() for a in _list(c, "arrays"))),),
     mixed_dtypes=True,
     big=({"a0": 70001, "a1": 300, "b1": 257, "a2": 3, "b2": 5, "c2": 7}, {"count": 3}),
 ))
