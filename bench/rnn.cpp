@@ -33,8 +33,8 @@ struct Layer {
     dh0.resize(batch * hidden), dc0.resize(batch * hidden), dw_ih.resize(gh * input), dw_hh.resize(gh * hidden);
     db_ih.resize(gh), db_hh.resize(gh);
   }
-  dk::cpu::RnnWeights<float> weights() const { return {w_ih.data(), w_hh.data(), b_ih.data(), b_hh.data()}; }
-  dk::cpu::RnnGrads<float> grads() { return {dw_ih.data(), dw_hh.data(), db_ih.data(), db_hh.data()}; }
+  dk::RnnWeights<float> weights() const { return {w_ih.data(), w_hh.data(), b_ih.data(), b_hh.data()}; }
+  dk::RnnGrads<float> grads() { return {dw_ih.data(), dw_hh.data(), db_ih.data(), db_hh.data()}; }
   void forward() {
     const auto& k = dk::cpu::rnn_kernels<float>();
     if (gates == 4) k.lstm_forward(p, x.data(), h0.data(), c0.data(), weights(), hs.data(), cs.data(), saved.data());
