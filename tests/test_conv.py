@@ -415,7 +415,7 @@ def test_cuda_arguments_get_the_cpu_messages():
         C.conv2d_backward(F((2, 4, 4, 4)), F((2, 3, 6, 6)), F((4, 3, 3, 3)), None, None, ro, *_GEOMETRY)
 
 
-# -- CUDA: the kernels on CuPy arrays against the reference and the CPU kernels -------
+# -- CUDA: the kernels on CuPy arrays against the float64 reference (check(gpu=True)) --
 
 GPU_CASES = [
     ((7, 128, 64, 64), (8, 128, 5, 5), 1, 2, 1, 1),        # workspace over its cap: several batch chunks
