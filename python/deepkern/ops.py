@@ -505,8 +505,10 @@ def dropout_backward(dy, mask, p=0.5):
     op = "dropout_backward"
     dy = _operand(op, "dy", dy)
     dx = _empty(dy, dy.shape)
-    if _is_cuda(mask) and str(mask.dtype) not in ("bool", "torch.bool"):
-        mask = mask != 0  # the GPU kernel reads bytes: nonzero integers are kept, as on the CPU
+    if _is_cuda(mask) and mask.__cuda_array_interface__["typestr"][1:2] in ("i", "u"):
+        # the GPU kernel reads bytes: nonzero integers are kept, as on the CPU; other
+        # dtypes (float) reach the binding, which rejects them as the CPU path does
+        mask = mask != 0
     mask = _cuda_input(op, "mask", mask)
     _C.dropout_backward(dy, mask, dx, _real(op, "p", p))
     return dx
