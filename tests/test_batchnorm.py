@@ -387,6 +387,22 @@ def test_gpu_statistics_are_stable_and_empty_batches_work():
 
 
 @requires_gpu
+def test_gpu_strided_inputs_are_copied_as_on_the_cpu():
+    gen = rng(25)
+    x, w, dy = randn(gen, (4, 6, 5), np.float32), randn(gen, 6, np.float32), randn(gen, (4, 6, 5), np.float32)
+    sx, sw, sdy = (a[:, ::2] if a.ndim > 1 else a[::2] for a in (x, w, dy))  # read-only views: copied, not rejected
+    gx, gw, gdy = (to_gpu(a)[:, ::2] if a.ndim > 1 else to_gpu(a)[::2] for a in (x, w, dy))
+    want = ops.batch_norm(sx, sw, sw, None, None, True)
+    got = ops.batch_norm(gx, gw, gw, None, None, True)
+    for g, e in zip(got, want):
+        assert_close(to_cpu(g), e, np.float32, scale=4)
+    want = ops.batch_norm_backward(sdy, sx, sw, want[1], want[2])
+    got = ops.batch_norm_backward(gdy, gx, gw, got[1], got[2])
+    for g, e in zip(got, want):
+        assert_close(to_cpu(g), e, np.float32, scale=4 * (1 + np.abs(e).max()))
+
+
+@requires_gpu
 def test_gpu_batch_norm_checks_match_cpu():
     x = np.ones((4, 3, 2), np.float32)
     rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)

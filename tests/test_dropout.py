@@ -145,6 +145,9 @@ def test_gpu_dropout_is_the_documented_stream_and_checks_as_the_cpu():
         _C.dropout(to_gpu(x), to_gpu(x), np.empty(4, np.bool_), 0.5, 1)
     with pytest.raises(ValueError, match=r"\[dropout_backward\] mask must have shape \(4,\), got \(5,\)"):
         ops.dropout_backward(to_gpu(x), to_gpu(np.ones(5, np.bool_)), 0.5)
+    for dev in (np.asarray, to_gpu):  # a float mask is refused on both devices, not read as nonzero
+        with pytest.raises(TypeError, match=r"\[dropout_backward\] mask must be a bool \(or integer\) array"):
+            ops.dropout_backward(dev(x), dev(np.ones(4, np.float32)), 0.5)
 
 
 @pytest.mark.skipif(not _C.cuda_built, reason="deepkern was built without CUDA")

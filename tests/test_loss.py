@@ -400,6 +400,17 @@ def test_gpu_cross_entropy_matches_cpu(shape, reduction, dtype):
 
 
 @requires_gpu
+def test_gpu_strided_inputs_are_copied_as_on_the_cpu():
+    gen = rng(35)
+    x, labels = logits_and_labels(gen, 6, 10, np.float32)
+    sx, sl = x[::2, ::2], labels[::2] % 5  # read-only views: copied, not rejected
+    gx, gl = to_gpu(x)[::2, ::2], to_gpu(np.repeat(sl, 2))[::2]
+    assert_close(ops.cross_entropy(gx, gl), ops.cross_entropy(sx, sl), np.float32, scale=4)
+    assert_close(to_cpu(ops.cross_entropy_backward(gx, gl)), ops.cross_entropy_backward(sx, sl), np.float32)
+    assert_close(ops.mse(gx, gx[:, ::-1]), ops.mse(sx, sx[:, ::-1]), np.float32, scale=4)
+
+
+@requires_gpu
 def test_gpu_labels_are_checked_as_on_the_cpu():
     x = np.zeros((4, 3), np.float32)
     for labels in (np.array([0, 1, 3, 2]), np.array([0, -1, 2, 5]), np.array([2, 1, 0, 7], np.int32)):

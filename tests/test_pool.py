@@ -386,6 +386,18 @@ def test_gpu_global_avg_pool2d_matches_cpu(shape, dtype):
 
 
 @requires_gpu
+def test_gpu_strided_inputs_are_copied_as_on_the_cpu():
+    x = randn(rng(14), (2, 3, 9, 16), np.float32)
+    view, gview = x[:, :, :, ::2], to_gpu(x)[:, :, :, ::2]  # read-only views: copied, not rejected
+    y, idx = ops.max_pool2d(view, 3, 2, 1)
+    gy, gidx = ops.max_pool2d(gview, 3, 2, 1)
+    np.testing.assert_array_equal(to_cpu(gy), y)
+    np.testing.assert_array_equal(to_cpu(gidx), idx)
+    assert_close(to_cpu(ops.avg_pool2d(gview, 2)), ops.avg_pool2d(view, 2), np.float32)
+    assert_close(to_cpu(ops.global_avg_pool2d(gview)), ops.global_avg_pool2d(view), np.float32, scale=4)
+
+
+@requires_gpu
 def test_gpu_pool_checks_match_cpu():
     x = np.ones((2, 3, 4, 4), np.float32)
     for fn in (lambda a: ops.max_pool2d(a, 5), lambda a: ops.avg_pool2d(a, 3, padding=2)):

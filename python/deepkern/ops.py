@@ -130,8 +130,15 @@ def _is_cuda(x):
 
 
 def _operand(op, name, x):
-    """x itself when it is a CUDA array, else x as an ndarray."""
-    return x if _is_cuda(x) else _float_array(op, name, x)
+    """A read-only operand: a CUDA array made C-contiguous (a strided view is copied,
+    as the bindings copy a strided numpy input), else x as an ndarray."""
+    return _input(op, name, x) if _is_cuda(x) else _float_array(op, name, x)
+
+
+def _cuda_input(op, name, x):
+    """A read-only argument the bindings check (None, numpy, labels, masks): a
+    strided CUDA array copied to C-contiguous memory, anything else unchanged."""
+    return _input(op, name, x) if _is_cuda(x) else x
 
 
 def _empty_like(x):
@@ -328,7 +335,7 @@ def _labels(op, labels):
     if isinstance(labels, np.ndarray):
         return labels
     if _is_cuda(labels):
-        return _cuda_labels(labels)
+        return _cuda_labels(_cuda_input(op, "labels", labels))
     if isinstance(labels, (list, tuple, np.generic, int)):
         a = np.asarray(labels)
         return a.astype(np.int64) if a.size == 0 else a  # [] would be float64
@@ -498,8 +505,11 @@ def dropout_backward(dy, mask, p=0.5):
     op = "dropout_backward"
     dy = _operand(op, "dy", dy)
     dx = _empty(dy, dy.shape)
-    if _is_cuda(mask) and str(mask.dtype) not in ("bool", "torch.bool"):
-        mask = mask != 0  # the GPU kernel reads bytes: nonzero integers are kept, as on the CPU
+    if _is_cuda(mask) and mask.__cuda_array_interface__["typestr"][1:2] in ("i", "u"):
+        # the GPU kernel reads bytes: nonzero integers are kept, as on the CPU; other
+        # dtypes (float) reach the binding, which rejects them as the CPU path does
+        mask = mask != 0
+    mask = _cuda_input(op, "mask", mask)
     _C.dropout_backward(dy, mask, dx, _real(op, "p", p))
     return dx
 
@@ -912,6 +922,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     if momentum is None:
         raise TypeError(f"[{op}] momentum must be a float; BatchNorm modules turn momentum=None into "
                         "1 / num_batches_tracked")
+    weight, bias = _cuda_input(op, "weight", weight), _cuda_input(op, "bias", bias)
     y = _empty(x, x.shape)
     save_mean, save_invstd = _empty(x, x.shape[1:2]), _empty(x, x.shape[1:2])
     _C.batch_norm(x, weight, bias, running_mean, running_var, y, save_mean, save_invstd, bool(training),
@@ -930,6 +941,8 @@ def batch_norm_backward(dy, x, weight, save_mean, save_invstd, training=True):
     x = _operand(op, "x", x)
     if x.ndim < 2:
         raise ValueError(f"[{op}] x must be (N, C, *) with at least 2 dimensions, got shape {x.shape}")
+    dy, weight, save_mean, save_invstd = (_cuda_input(op, n, v) for n, v in (
+        ("dy", dy), ("weight", weight), ("save_mean", save_mean), ("save_invstd", save_invstd)))
     dx = _empty(x, x.shape)
     dweight = dbias = None
     if weight is not None:
