@@ -41,6 +41,10 @@ step() { echo; echo "== $*"; }
   step "environment"
   # The toolkit's usual home, when its bin/ is not on the PATH yet.
   [ -x /usr/local/cuda/bin/nvcc ] && export PATH=/usr/local/cuda/bin:$PATH
+  # CuPy (14, through cuda-pathfinder) loads the toolkit's libraries (nvrtc, cublas)
+  # from CUDA_PATH when no NVIDIA wheel has them and the loader's path does not list
+  # the toolkit (an install without an ld.so.conf.d entry): name it when unset.
+  [ -z "${CUDA_PATH:-}" ] && [ -d /usr/local/cuda ] && export CUDA_PATH=/usr/local/cuda
   nvidia-smi || echo "nvidia-smi not found"
   command -v nvcc && nvcc --version | tail -n 2 || echo "nvcc not found: the build will fail with DEEPKERN_CUDA=ON"
   "$PY" --version
