@@ -9,7 +9,7 @@
 #
 #   pip download -d .whl --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
-#       cupy-cuda13x numpy pytest hypothesis scikit-learn pybind11 cmake ninja
+#       pip cupy-cuda13x numpy pytest hypothesis scikit-learn pybind11 cmake ninja
 #   # optional, the benchmarks' peer (large; the CUDA 13 build of torch):
 #   pip download -d .whl --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux_2_28_x86_64 --index-url https://download.pytorch.org/whl/cu130 torch
@@ -41,16 +41,30 @@ step() { echo; echo "== $*"; }
   step "environment"
   # The toolkit's usual home, when its bin/ is not on the PATH yet.
   [ -x /usr/local/cuda/bin/nvcc ] && export PATH=/usr/local/cuda/bin:$PATH
+  # CuPy (14, through cuda-pathfinder) loads the toolkit's libraries (nvrtc, cublas)
+  # from CUDA_PATH when no NVIDIA wheel has them and the loader's path does not list
+  # the toolkit (an install without an ld.so.conf.d entry): name it when unset.
+  [ -z "${CUDA_PATH:-}" ] && [ -d /usr/local/cuda ] && export CUDA_PATH=/usr/local/cuda
   nvidia-smi || echo "nvidia-smi not found"
   command -v nvcc && nvcc --version | tail -n 2 || echo "nvcc not found: the build will fail with DEEPKERN_CUDA=ON"
   "$PY" --version
 
   step "python packages from .whl/"
   VENV=$ROOT/build/gpu-venv
+  # Where ensurepip is missing (Debian/Ubuntu without python3.X-venv), venv fails
+  # after creating bin/python: a venv without pip, which would install nothing.
+  # Made again --without-pip, it gets pip from the pip wheel in .whl/ (a wheel
+  # runs from its zip), else the user site of $PY takes over.
   [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV" \
+    || { rm -rf "$VENV"; "$PY" -m venv --system-site-packages --without-pip "$VENV"; } \
     || echo "no venv module: installing into the user site of $PY instead"
   VPY=$VENV/bin/python
   PIPX=()
+  if [ -x "$VPY" ] && ! "$VPY" -m pip --version >/dev/null 2>&1; then
+    PIPWHL=$(ls .whl/pip-*.whl 2>/dev/null | head -n 1)
+    [ -n "$PIPWHL" ] && "$VPY" "$PIPWHL/pip" install -q --no-index --find-links .whl pip
+    "$VPY" -m pip --version >/dev/null 2>&1 || { rm -rf "$VENV"; echo "no pip for the venv: using the user site of $PY"; }
+  fi
   if [ ! -x "$VPY" ]; then
     VPY=$(command -v "$PY")
     PIPX=(--user)
