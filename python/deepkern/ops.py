@@ -42,17 +42,6 @@ def _input(op, name, x):
     return x
 
 
-def _empty(x, shape):
-    """An uninitialised C-contiguous array of `shape` with x's (float) dtype, from x's
-    array module and on x's device: numpy, CuPy (empty_like with a shape) or torch (new_empty)."""
-    shape = tuple(int(s) for s in shape)
-    if isinstance(x, np.ndarray):
-        return np.empty(shape, dtype=_out_dtype(x))
-    if hasattr(x, "new_empty"):
-        return x.new_empty(shape)
-    return sys.modules[type(x).__module__.partition(".")[0]].empty_like(x, dtype=_out_dtype(x), order="C", shape=shape)
-
-
 def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, tf32=False):
     """alpha * op(a) @ op(b) + beta * out, op(x) = x.T where trans_x; a, b 2-D.
 
@@ -158,7 +147,8 @@ def _empty(x, shape, dtype=None):
     if xp.__name__ == "torch":
         dt = x.dtype if dtype is None else getattr(xp, np.dtype(dtype).name)
         return xp.empty(tuple(shape), dtype=dt, device=x.device)
-    return xp.empty(tuple(shape), dtype=x.dtype if dtype is None else dtype)
+    with x.device:  # CuPy allocates on the current device; the output belongs on x's
+        return xp.empty(tuple(shape), dtype=x.dtype if dtype is None else dtype)
 
 
 def _real(op, name, v):
