@@ -208,8 +208,7 @@ void bind_conv(py::module_& m) {
       [](py::handle x, py::handle w, py::handle b, py::handle y, Pair stride, Pair padding, Pair dilation,
          int64_t groups, bool same, bool tf32) {
         const char* op = "conv2d";
-        const bool gpu = on_gpu(op, {{"x", x}, {"w", w}, {"y", y}});
-        if (!b.is_none()) check_same_device(op, "b", b, gpu, "x");
+        const bool gpu = on_gpu(op, {{"x", x}, {"w", w}, {"b", b}, {"y", y}});  // b may be None
 #ifdef DK_WITH_CUDA
         if (gpu) return conv2d<GpuSide>(x, w, b, y, stride, padding, dilation, groups, same, tf32);
 #endif
@@ -225,9 +224,7 @@ void bind_conv(py::module_& m) {
       [](py::handle dy, py::handle x, py::handle w, py::handle dx, py::handle dw, py::handle db, Pair stride,
          Pair padding, Pair dilation, int64_t groups, bool same, bool tf32) {
         const char* op = "conv2d_backward";
-        const bool gpu = on_gpu(op, {{"dy", dy}, {"x", x}, {"w", w}});
-        for (auto [name, h] : {std::pair<const char*, py::handle>{"dx", dx}, {"dw", dw}, {"db", db}})
-          if (!h.is_none()) check_same_device(op, name, h, gpu, "dy");
+        const bool gpu = on_gpu(op, {{"dy", dy}, {"x", x}, {"w", w}, {"dx", dx}, {"dw", dw}, {"db", db}});
 #ifdef DK_WITH_CUDA
         if (gpu) return conv2d_backward<GpuSide>(dy, x, w, dx, dw, db, stride, padding, dilation, groups, same, tf32);
 #endif

@@ -365,8 +365,7 @@ void bind_gemm(py::module_& m) {
       "linear",
       [](py::handle x_, py::handle w_, py::handle b_, py::handle y_, bool tf32) {
         const char* op = "linear";
-        const bool gpu = on_gpu(op, {{"x", x_}, {"w", w_}, {"y", y_}});
-        if (!b_.is_none()) check_same_device(op, "b", b_, gpu, "x");
+        const bool gpu = on_gpu(op, {{"x", x_}, {"w", w_}, {"b", b_}, {"y", y_}});  // b may be None
         if (gpu) {
 #ifdef DK_WITH_CUDA
           linear_gpu(x_, w_, b_, y_, tf32);
@@ -402,8 +401,7 @@ void bind_gemm(py::module_& m) {
       "linear_backward",
       [](py::handle dy_, py::handle x_, py::handle w_, py::handle dx_, py::handle dw_, py::handle db_, bool tf32) {
         const char* op = "linear_backward";
-        const bool gpu = on_gpu(op, {{"dy", dy_}, {"x", x_}, {"w", w_}, {"dx", dx_}, {"dw", dw_}});
-        if (!db_.is_none()) check_same_device(op, "db", db_, gpu, "dy");
+        const bool gpu = on_gpu(op, {{"dy", dy_}, {"x", x_}, {"w", w_}, {"dx", dx_}, {"dw", dw_}, {"db", db_}});
         if (gpu) {
 #ifdef DK_WITH_CUDA
           linear_backward_gpu(dy_, x_, w_, dx_, dw_, db_, tf32);
