@@ -226,3 +226,74 @@ def test_zero_grad():
     opt.zero_grad()
     assert all(q.grad is None for q in p)
     assert opt.step() is True  # nothing to update is not a skip
+
+
+def _apply_change(change, opt, params, k):
+    """One edit between steps that a cached step plan must notice (see StepPlan)."""
+    if change == "grad_none":
+        params[1].grad = None
+    elif change == "new_data":
+        params[0].data = params[0].data.copy()
+    elif change == "state_array":
+        st = opt.state[params[2]]
+        name = next(n for n, v in st.items() if isinstance(v, np.ndarray))
+        st[name] = st[name].copy()
+    elif change == "state_dict":
+        opt.load_state_dict(opt.state_dict())
+    elif change == "layout":
+        opt.param_groups[0][{"SGD": "momentum", "Adam": "amsgrad"}[type(opt).__name__]] = \
+            {"SGD": 0.0, "Adam": True}[type(opt).__name__]
+    elif change == "new_group":
+        opt.add_param_group({"params": [params[-1]], "lr": 0.02})
+    elif change == "group_params":
+        opt.param_groups[0]["params"].pop()
+    elif change == "lr":
+        opt.param_groups[0]["lr"] *= 0.5
+    elif change == "same_step_diverges":  # a param skips a step: its step count falls behind
+        params[3].grad = None if k % 2 else params[3].grad
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+@pytest.mark.parametrize("change", ["grad_none", "new_data", "state_array", "state_dict", "layout", "new_group",
+                                    "group_params", "lr", "same_step_diverges"])
+def test_cached_step_plan_matches_a_fresh_plan_every_step(name, change):
+    """A step reuses the last step's native calls while only the grads changed; after
+    each kind of edit it must give the bits a step planned from scratch gives."""
+    kw = dict(lr=0.05, momentum=0.9) if name == "SGD" else dict(lr=0.01)
+    runs = []
+    for fresh in (False, True):
+        params = make_params(np.float64, shapes=[(7, 3), (5,), (4, 2), (9,), (6,)])
+        opt = getattr(optim, name)(params[:-1] if change == "new_group" else list(params), **kw)
+        for k in range(6):
+            for p, g in zip(params, grads_for(k, params)):
+                p.grad = g
+            if k == 3:
+                _apply_change(change, opt, params, k)
+            if change == "same_step_diverges" and k > 3:
+                _apply_change(change, opt, params, k)
+            if fresh:
+                opt._plan = None
+            assert opt.step() is True
+        runs.append([p.data.copy() for g in opt.param_groups for p in g["params"]] +
+                    [v for g in opt.param_groups for p in g["params"] for v in opt.state.get(p, {}).values()])
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)  # params, then state arrays and step counts
+
+
+def test_cached_step_plan_still_checks_grads():
+    a, b = make_params(np.float32, shapes=[(3,), (4,)])
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad, b.grad = np.ones(3, np.float32), np.ones(4, np.float32)
+    assert opt.step() is True and opt._plan is not None
+    before = [a.data.copy(), b.data.copy(), opt.state[a]["exp_avg"].copy()]
+    a.grad, b.grad = np.ones(3, np.float32), np.ones(5, np.float32)
+    with pytest.raises(ValueError, match=r"param 1 of group 0 has shape \(4,\) but its grad has \(5,\)"):
+        opt.step()
+    a.grad, b.grad = np.ones(3, np.float32), np.ones(4, np.float64)
+    with pytest.raises(TypeError, match="param 1 of group 0 has dtype float32 but its grad has float64"):
+        opt.step()
+    a.grad, b.grad = np.ones(3, np.float32), np.full(4, np.nan, np.float32)
+    assert opt.step() is False and opt.skipped_steps == 1
+    assert all(np.array_equal(x, y) for x, y in zip(before, [a.data, b.data, opt.state[a]["exp_avg"]]))
+    assert opt.state[a]["step"] == 1

@@ -50,8 +50,10 @@ class FusedOptimizer(Optimizer):
         return {"step": 0}
 
     def _bucket_key(self, state):
-        """Params whose scalar state (step count, ...) agrees share a native call."""
         return state["step"]
+
+    def _layout(self, group):
+        return self._arrays(group)
 
     def _next_scalars(self, scalars, group):
         """The scalar state after one more step."""
@@ -65,17 +67,23 @@ class FusedOptimizer(Optimizer):
 
     # -- the driver ------------------------------------------------------------------------
 
-    def step(self):
-        """Update every param that has a grad, in place: True when it updated, False when
-        it skipped the step for a non-finite grad (see the `nonfinite` argument)."""
+    def _native(self, call, grads, check_finite):
+        scalars = self._next_scalars(call.states[0], call.group)
+        if not self._update(call.group, call.datas, grads, call.arrays, scalars, check_finite):
+            return False
+        for name, value in scalars.items():
+            for s in call.states:
+                s[name] = value
+        return True
+
+    def _planned_step(self):
         plans = []
         for gi, group in enumerate(self.param_groups):
             self._check_hyperparameters(group)  # groups are plain dicts: they may have been edited
             plans.append((group, self._checked(gi, group, self._arrays(group))))
-        calls, created = [], []
+        created = []
         for group, params in plans:
-            names = self._arrays(group)
-            buckets, lacking = {}, []
+            names, lacking = self._arrays(group), []
             for p in params:
                 st = self.state.get(p)
                 if st is None:
@@ -85,30 +93,17 @@ class FusedOptimizer(Optimizer):
                     lacking.append(p)
             if lacking:
                 self._allocate(group, names, lacking)
-            for p in params:
-                st = self.state[p]
-                key = (p.dtype, self._bucket_key(st))
-                bucket = buckets.get(key)
-                if bucket is None:
-                    buckets[key] = [p]
-                else:
-                    bucket.append(p)
-            calls += [(group, names, same) for same in buckets.values()]
+        calls = self._calls()
         # The non-finite rule: inside the native call when there is one call (no extra
         # round trip), else one read-only pass over all the grads before the first.
         check = self.nonfinite != "ignore"
         if check and len(calls) > 1:
-            if not ops.all_finite([p.grad for _, _, same in calls for p in same]):
+            if not ops.all_finite([p.grad for c in calls for p in c.params]):
                 return self._drop(created)
             check = False
-        for group, names, same in calls:
-            states = [self.state[p] for p in same]
-            scalars = self._next_scalars(states[0], group)
-            if not self._update(group, [p.data for p in same], [p.grad for p in same],
-                                {name: [s[name] for s in states] for name in names}, scalars, check):
+        for c in calls:
+            if not self._native(c, [p.grad for p in c.params], check):
                 return self._drop(created)
-            for s in states:
-                s.update(scalars)
         return True
 
     def _allocate(self, group, names, params):

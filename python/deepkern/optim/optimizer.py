@@ -19,6 +19,10 @@ Non-finite gradients (the `nonfinite` constructor argument of every optimizer):
   "ignore": no check, the single-pass step of torch.optim (NaN flows into the params).
 A step that updates returns True.
 
+Step plans: a step's native calls (which params go together, with which state
+arrays) are kept in a StepPlan and reused by the next step while nothing but the
+grad arrays changed; see StepPlan.
+
 Devices: each state array lives on its parameter's device. After Module.to()
 (or any assignment to a Parameter's .data) moves parameters to another device,
 the next step() first moves the state arrays to their parameters' devices (one
@@ -28,6 +32,7 @@ checkpoint does not depend on the device); load_state_dict() copies each array
 onto its parameter's device.
 """
 import copy
+from operator import attrgetter, is_, itemgetter
 
 import numpy as np
 
@@ -48,6 +53,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state = {}
         self.param_groups = []
+        self._plan = None
         if isinstance(params, (Parameter, np.ndarray, dict)):
             raise TypeError(f"[{self._name}] params must be an iterable of Parameters or of dicts, "
                             f"got a single {type(params).__name__}")
@@ -96,7 +102,55 @@ class Optimizer:
                     p.grad[...] = 0
 
     def step(self):
+        """Update every param that has a grad, in place: True when it updated, False when
+        it skipped the step for a non-finite grad (see the `nonfinite` argument)."""
+        plan = self._plan
+        grads = plan.grads(self) if plan is not None else None
+        if grads is None:
+            updated = self._planned_step()
+            self._plan = StepPlan(self, self._calls()) if updated else None
+            return updated
+        check = self.nonfinite != "ignore"
+        if check and len(plan.calls) > 1:  # one read-only pass before the first write
+            if not ops.all_finite([g for gs in grads for g in gs]):
+                return self._nonfinite_step()
+            check = False
+        for call, gs in zip(plan.calls, grads):
+            if not self._native(call, gs, check):
+                return self._nonfinite_step()
+        return True
+
+    # -- what subclasses implement ----------------------------------------------------
+
+    def _planned_step(self):
+        """The step with every check, creating the state new params need: True when it updated."""
         raise NotImplementedError(f"{self._name} does not implement step()")
+
+    def _layout(self, group):
+        """The state array names a step of this group reads and writes: a plan whose group
+        now needs others (amsgrad switched on, momentum set) is rebuilt."""
+        raise NotImplementedError
+
+    def _native(self, call, grads, check_finite):
+        """One native call: the Call's params updated with `grads`; False when check_finite
+        found a non-finite grad (nothing written)."""
+        raise NotImplementedError
+
+    def _bucket_key(self, state):
+        """Params whose scalar state (a step count, ...) agrees share a native call."""
+        return None
+
+    def _calls(self):
+        """The Calls of a step now that every param with a grad has its state: per group,
+        one for each dtype and bucket key."""
+        calls = []
+        for group in self.param_groups:
+            names, buckets = self._layout(group), {}
+            for p in group["params"]:
+                if p.grad is not None:
+                    buckets.setdefault((p.dtype, self._bucket_key(self.state.get(p))), []).append(p)
+            calls += [Call(group, names, same, [self.state.get(p) for p in same]) for same in buckets.values()]
+        return calls
 
     def _grads_finite(self, params):
         """The non-finite rule (see the module docstring) over the grads of `params`, all
@@ -205,6 +259,7 @@ class Optimizer:
             self._check_hyperparameters(group)
             groups.append(group)
         self.state, self.param_groups = new_state, groups
+        self._plan = None
 
     def __repr__(self):
         lines = [f"{self._name} ("]
@@ -212,6 +267,73 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
         return "\n".join(lines) + "\n)"
+
+
+class Call:
+    """One native call of a step: a group's params that share it (same dtype, same
+    scalar state), their arrays, state dicts (None for a param without state) and the
+    state arrays it updates by name."""
+
+    def __init__(self, group, names, params, states):
+        self.group, self.names, self.params, self.states = group, names, params, states
+        self.datas = [p.data for p in params]
+        self.arrays = {name: [s[name] for s in states] for name in names}
+        self.shapes = [d.shape for d in self.datas]
+        self.dtypes = [d.dtype for d in self.datas]
+
+
+_DATA, _GRAD, _SHAPE, _DTYPE = attrgetter("_data"), attrgetter("grad"), attrgetter("shape"), attrgetter("dtype")
+
+
+def _same(items, kept):
+    return len(items) == len(kept) and all(map(is_, items, kept))
+
+
+class StepPlan:
+    """The Calls of the last step, reused while nothing but the grad arrays changed.
+
+    Building a step's calls in Python (checks, state lookups, bucketing) costs about 2 us
+    a param: 0.4 ms a step for 200 tensors, ten times the native call's 0.04 ms. Between
+    two steps of a training loop usually only the grads are new arrays (zero_grad() sets
+    them to None), so grads() checks, with list operations that run at C speed, that
+    the plan still holds: the same param groups and param lists, the same param arrays
+    (no Module.to, no .data assignment), the same state dict, state dicts and state
+    arrays, the same state layout per group, and grads on exactly the same params with
+    their params' shapes and dtypes. Anything else, or any other object, returns None and
+    the step takes the checked path, which raises the checked path's messages and builds
+    a new plan. Hyperparameters (lr, ...) are read from the groups at every step."""
+
+    def __init__(self, opt, calls):
+        self.state, self.moves = opt.state, device_moves()
+        self.groups = [(g, list(g["params"]), opt._layout(g)) for g in opt.param_groups]
+        self.params = [p for _, ps, _ in self.groups for p in ps]
+        self.datas = list(map(_DATA, self.params))
+        self.has_grad = [p.grad is not None for p in self.params]
+        self.calls = calls
+
+    def grads(self, opt):
+        """Each call's grads for this step, or None when the plan no longer holds."""
+        if opt.state is not self.state or device_moves() != self.moves or len(opt.param_groups) != len(self.groups):
+            return None
+        for group, (g, params, names) in zip(opt.param_groups, self.groups):
+            opt._check_hyperparameters(group)  # groups are plain dicts: they may have been edited
+            if group is not g or not _same(group["params"], params) or opt._layout(group) != names:
+                return None
+        if not _same(list(map(_DATA, self.params)), self.datas) or \
+                [g is not None for g in map(_GRAD, self.params)] != self.has_grad:
+            return None
+        out = []
+        try:
+            for c in self.calls:
+                grads = list(map(_GRAD, c.params))
+                if list(map(_SHAPE, grads)) != c.shapes or list(map(_DTYPE, grads)) != c.dtypes or \
+                        not _same(list(map(self.state.get, c.params)), c.states) or \
+                        not all(_same(list(map(itemgetter(n), c.states)), c.arrays[n]) for n in c.names):
+                    return None
+                out.append(grads)
+        except (AttributeError, KeyError):  # a grad that is no array, a state entry deleted
+            return None
+        return out
 
 
 def _host_copy(v):

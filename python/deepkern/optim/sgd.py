@@ -50,9 +50,20 @@ class SGD(Optimizer):
         if group["nesterov"] and group["momentum"] != 0 and group["dampening"] != 0:
             raise ValueError("[SGD] nesterov momentum requires a momentum > 0 and zero dampening")
 
-    def step(self):
-        """Update every param that has a grad, in place. Returns True when it updated, False
-        when it skipped the step for a non-finite grad (Optimizer's `nonfinite` rule)."""
+    def _layout(self, group):
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+    @staticmethod
+    def _hyper(g):
+        return dict(lr=float(g["lr"]), momentum=float(g["momentum"]), dampening=float(g["dampening"]),
+                    weight_decay=float(g["weight_decay"]), nesterov=bool(g["nesterov"]) and float(g["momentum"]) != 0,
+                    maximize=bool(g["maximize"]))
+
+    def _native(self, call, grads, check_finite):
+        return ops.sgd_step(call.datas, grads, call.arrays.get("momentum_buffer"), first_step=False,
+                            check_finite=check_finite, **self._hyper(call.group))
+
+    def _planned_step(self):
         plans = []
         for gi, g in enumerate(self.param_groups):
             self._check_hyperparameters(g)  # groups are plain dicts: they may have been edited
@@ -60,10 +71,7 @@ class SGD(Optimizer):
         if not self._grads_finite([p for _, params in plans for p in params]):
             return False
         for g, params in plans:
-            hyper = dict(lr=float(g["lr"]), momentum=float(g["momentum"]), dampening=float(g["dampening"]),
-                         weight_decay=float(g["weight_decay"]),
-                         nesterov=bool(g["nesterov"]) and float(g["momentum"]) != 0,
-                         maximize=bool(g["maximize"]))
+            hyper = self._hyper(g)
             for same in _by_dtype(params):
                 if hyper["momentum"] == 0:
                     ops.sgd_step([p.data for p in same], [p.grad for p in same], None, first_step=False, **hyper)
