@@ -203,16 +203,21 @@ def test_bad_arguments_raise():
         opt.step()
 
 
-def test_bad_grads_raise_before_any_update():
-    a, b = make_params(np.float32, shapes=[(3,), (4,)])
-    opt = optim.SGD([a, b], lr=0.1, momentum=0.9)
-    before = a.data.copy()
+def _bad_grads_raise(opt, a, b):
+    """A step with a grad of the wrong shape, then of the wrong dtype, raises (a, b: shapes (3,), (4,))."""
     a.grad, b.grad = np.ones(3, np.float32), np.ones(5, np.float32)
     with pytest.raises(ValueError, match=r"param 1 of group 0 has shape \(4,\) but its grad has \(5,\)"):
         opt.step()
     a.grad, b.grad = np.ones(3, np.float32), np.ones(4, np.float64)
     with pytest.raises(TypeError, match="param 1 of group 0 has dtype float32 but its grad has float64"):
         opt.step()
+
+
+def test_bad_grads_raise_before_any_update():
+    a, b = make_params(np.float32, shapes=[(3,), (4,)])
+    opt = optim.SGD([a, b], lr=0.1, momentum=0.9)
+    before = a.data.copy()
+    _bad_grads_raise(opt, a, b)
     assert np.array_equal(a.data, before) and opt.state == {}
 
 
@@ -287,12 +292,7 @@ def test_cached_step_plan_still_checks_grads():
     a.grad, b.grad = np.ones(3, np.float32), np.ones(4, np.float32)
     assert opt.step() is True and opt._plan is not None
     before = [a.data.copy(), b.data.copy(), opt.state[a]["exp_avg"].copy()]
-    a.grad, b.grad = np.ones(3, np.float32), np.ones(5, np.float32)
-    with pytest.raises(ValueError, match=r"param 1 of group 0 has shape \(4,\) but its grad has \(5,\)"):
-        opt.step()
-    a.grad, b.grad = np.ones(3, np.float32), np.ones(4, np.float64)
-    with pytest.raises(TypeError, match="param 1 of group 0 has dtype float32 but its grad has float64"):
-        opt.step()
+    _bad_grads_raise(opt, a, b)
     a.grad, b.grad = np.ones(3, np.float32), np.full(4, np.nan, np.float32)
     assert opt.step() is False and opt.skipped_steps == 1
     assert all(np.array_equal(x, y) for x, y in zip(before, [a.data, b.data, opt.state[a]["exp_avg"]]))
