@@ -33,9 +33,10 @@
 // the other. Measured on 2 busy Zen 4 cores, T = 50 module forward + backward,
 // old and new paired in one process: LSTM 1.01-1.04x, GRU 1.05-1.06x faster,
 // bit-identical results.
-// A one-step sequence (a cell) or a batch of one packs nothing: the engine
-// packs a trans_b operand on the fly, which for one product is the same
-// work, and a single row streams w_hh (gemv). Packing w_hh for the
+// A one-step sequence (a cell) runs its one GEMM threaded by the engine and
+// its gate pass threaded by rows (see recurrence()). A cell or a batch of one
+// packs nothing: the engine packs a trans_b operand on the fly, which for one
+// product is the same work, and a single row streams w_hh (gemv). Packing w_hh for the
 // backward's dh GEMM rather than reading it in place: LSTM T=50 (64, 128,
 // 256) backward 56 -> 54 ms, one thread.
 // Tried and dropped: the recurrent GEMM transposed (gates^T = w_hh h^T, so
@@ -159,7 +160,7 @@ class Guard {
 // rows for them, gate by gate side by side (G n rows), packed once per call;
 // backward, the columns [lo, lo + n) of dh from w_hh's columns [lo, lo + n),
 // packed once per call. A one-step sequence (a cell) or a batch of one packs
-// nothing (see the top of the file).
+// nothing (see the top of the file); a cell has all the units.
 template <class T>
 struct Recurrent {
   const RnnParams& p;
@@ -175,6 +176,10 @@ struct Recurrent {
       packed = pack_b<T>(gates * H, n, w_hh + lo, H, false);  // dh = dA w_hh
       return;
     }
+    if (n == H) {  // all the units: w_hh as it is
+      packed = pack_b<T>(H, gates * H, w_hh, H, true);
+      return;
+    }
     auto rows = buffer<T>(gates * n * H);  // the gates' row blocks side by side, then one packing
     for (int64_t g = 0; g < gates; ++g)
       std::memcpy(rows.get() + g * n * H, w_hh + (g * H + lo) * H, static_cast<size_t>(n * H) * sizeof(T));
@@ -185,7 +190,8 @@ struct Recurrent {
     const int64_t H = p.hidden;
     if (n <= 0) return;
     if (packed.data) return gemm<T>(mm(p.batch, gates * n, H, H, H, false, true), h, packed, acc);
-    GemmParams q = mm(p.batch, n, H, H, H, false, true);
+    if (n == H) return gemm<T>(mm(p.batch, gates * H, H, H, H, false, true), h, w_hh, acc);
+    GemmParams q = mm(p.batch, n, H, H, H, false, true);  // a batch of one split over threads: gemv per gate
     q.ldc = gates * n;
     for (int64_t g = 0; g < gates; ++g) gemm<T>(q, h, w_hh + (g * H + lo) * H, acc + g * n);
   }
@@ -202,14 +208,29 @@ struct Recurrent {
 // The recurrence of one call on recurrence_threads() threads, each with its
 // units u, its share rec of the recurrent GEMM and (forward) acc (B, G n) for
 // that GEMM's result. Forward, for t = 0 .. S-1: carry(t), the thread's GEMM
-// of step t, then pass(t), its gate pass. Backward, for t = S-1 .. 0:
-// carry(t + 1) (dh from dA_{t+1}; none at the last step) then pass(t), and
-// carry(0) at the end. A GEMM reads what every thread's previous pass wrote
-// (h_{t-1}, dA_{t+1}), hence a barrier after each pass; a pass reads only
-// what its own thread's GEMM wrote.
+// of step t, then pass(t), its gate pass over the rows [0, B). Backward, for
+// t = S-1 .. 0: carry(t + 1) (dh from dA_{t+1}; none at the last step) then
+// pass(t), and carry(0) at the end. A GEMM reads what every thread's previous
+// pass wrote (h_{t-1}, dA_{t+1}), hence a barrier after each pass; a pass
+// reads only what its own thread's GEMM wrote.
+// A one-step sequence (a cell) has nothing to carry between steps: the
+// engine threads its one GEMM (w_hh read in place) and the gate pass is split
+// by rows, as before the split by units, which measured 7-8% slower for the
+// LSTM cells (2 threads, minima: 0.34 -> 0.37 ms at (64, 128, 256), 0.96 ->
+// 1.03 ms at (32, 512, 512)).
 template <class T, class Carry, class Pass>
 void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward, Carry carry, Pass pass) {
-  const int64_t S = p.steps;
+  const int64_t S = p.steps, B = p.batch;
+  if (S == 1) {
+    const Units all{0, p.hidden};
+    const Recurrent<T> rec(p, gates, w_hh, all, backward);
+    auto acc = buffer<T>(backward ? 0 : B * gates * p.hidden);
+    if (!backward) carry(rec, acc.get(), 0);
+#pragma omp parallel for num_threads(threads_for(B * 4 * p.hidden)) schedule(static)
+    for (int64_t b = 0; b < B; ++b) pass(all, b, b + 1, acc.get(), 0);
+    if (backward) carry(rec, acc.get(), 0);
+    return;
+  }
   Guard guard;
 #pragma omp parallel num_threads(recurrence_threads<T>(p, gates))
   {
@@ -218,14 +239,14 @@ void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward,
     std::unique_ptr<T[], AlignedFree> acc;
     guard.run([&] {
       rec.reset(new Recurrent<T>(p, gates, w_hh, u, backward));
-      if (!backward) acc = buffer<T>(p.batch * gates * (u.hi - u.lo));
+      if (!backward) acc = buffer<T>(B * gates * (u.hi - u.lo));
     });
     for (int64_t i = 0; i < S; ++i) {
       const int64_t t = backward ? S - 1 - i : i;
       guard.run([&] {
         if (!backward) carry(*rec, acc.get(), t);
         else if (i) carry(*rec, acc.get(), t + 1);
-        pass(u, acc.get(), t);
+        pass(u, 0, B, acc.get(), t);
       });
 #pragma omp barrier
     }
@@ -296,11 +317,11 @@ void lstm_forward(const RnnParams& p, const T* x, const T* h0, const T* c0, cons
   recurrence<T>(
       p, 4, w.w_hh, false,
       [&](const Recurrent<T>& rec, T* acc, int64_t t) { rec.forward(t ? hs + (t - 1) * BH : h0, acc); },  // h w_hh^T
-      [&](Units u, const T* acc, int64_t t) {  // this thread's gates: x w_ih^T + bias + h w_hh^T -> activated
+      [&](Units u, int64_t b0, int64_t b1, const T* acc, int64_t t) {  // x w_ih^T + bias + h w_hh^T -> gates
         const int64_t un = u.hi - u.lo;
         const T* c = t ? cs + (t - 1) * BH : c0;
         T* a = gates + t * B * G4;
-        for (int64_t b = 0; b < B; ++b) {
+        for (int64_t b = b0; b < b1; ++b) {
           T* ab = a + b * G4;
           const T* rb = acc + b * 4 * un;
           const int64_t r = b * H + t * BH;
@@ -331,11 +352,11 @@ void lstm_backward(const RnnParams& p, const T* x, const T* h0, const T* c0, con
   recurrence<T>(
       p, 4, w.w_hh, true,
       [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(da.get() + t * B * G4, dh0, 0.0); },  // dh = dA_t w_hh
-      [&](Units u, const T*, int64_t t) {  // this thread's dA_t and dc
+      [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dA_t and dc
         const T* c = t ? cs + (t - 1) * BH : c0;
         const T* a = gates + t * B * G4;
         T* dat = da.get() + t * B * G4;
-        for (int64_t b = 0; b < B; ++b) {
+        for (int64_t b = b0; b < b1; ++b) {
           const T* ab = a + b * G4;
           T* dab = dat + b * G4;
           const int64_t r = b * H + t * BH;
@@ -369,13 +390,13 @@ void gru_forward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<T
   recurrence<T>(
       p, 3, w.w_hh, false,
       [&](const Recurrent<T>& rec, T* acc, int64_t t) { rec.forward(t ? hs + (t - 1) * BH : h0, acc); },  // h w_hh^T
-      [&](Units u, const T* acc, int64_t t) {  // this thread's gates and h
+      [&](Units u, int64_t b0, int64_t b1, const T* acc, int64_t t) {  // this thread's gates and h
         const int64_t un = u.hi - u.lo;
         const T* h = t ? hs + (t - 1) * BH : h0;
         const T* git = gi.get() + t * B * G3;
         T* st = saved + t * B * G4;
         auto bias = [&](int64_t j, int64_t n) { return w.b_hh ? V::load(w.b_hh + j, n) : V(T(0)); };
-        for (int64_t b = 0; b < B; ++b) {
+        for (int64_t b = b0; b < b1; ++b) {
           const T *ib = git + b * G3, *rb = acc + b * 3 * un;
           T* sb = st + b * G4;
           for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
@@ -402,11 +423,11 @@ void gru_backward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<
   recurrence<T>(
       p, 3, w.w_hh, true,
       [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(dgh.get() + t * B * G3, dh0, 1.0); },  // += dgh_t w_hh
-      [&](Units u, const T*, int64_t t) {  // this thread's dgi_t, dgh_t and dh z
+      [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dgi_t, dgh_t and dh z
         const T* h = t ? hs + (t - 1) * BH : h0;
         const T* st = saved + t * B * G4;
         T *dit = dgi.get() + t * B * G3, *dht = dgh.get() + t * B * G3;
-        for (int64_t b = 0; b < B; ++b) {
+        for (int64_t b = b0; b < b1; ++b) {
           const T* sb = st + b * G4;
           T *di = dit + b * G3, *dhh = dht + b * G3;
           for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
