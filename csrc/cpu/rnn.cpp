@@ -80,6 +80,29 @@ std::unique_ptr<T[], AlignedFree> buffer(int64_t n) {
   return std::unique_ptr<T[], AlignedFree>(p);
 }
 
+// The calling thread's buffer `slot` of at least n elements, kept between
+// calls and grown on demand: for the gate gradients of every step (13 MiB for
+// an LSTM layer at T=50, (B, H) = (32, 512)). Allocated per call, it came
+// back as fresh pages every call: LSTM (32, 512, 512) layer forward + backward,
+// 2 threads, page faults 19 -> 2 MiB per call, system time 9-14 -> 2-3 ms,
+// 111-115 -> 102-105 ms (minima).
+template <class T>
+T* kept(int slot, int64_t n) {
+  struct Kept {
+    std::unique_ptr<T[], AlignedFree> data;
+    int64_t size = 0;
+  };
+  static thread_local Kept kept[2];
+  Kept& k = kept[slot];
+  if (k.size < n) {
+    k.data.reset();  // not both at once
+    k.size = 0;
+    k.data = buffer<T>(n);
+    k.size = n;
+  }
+  return k.data.get();
+}
+
 template <class T>
 void copy_or_zero(T* dst, const T* src, int64_t n) {
   if (n <= 0) return;
@@ -345,17 +368,17 @@ void lstm_backward(const RnnParams& p, const T* x, const T* h0, const T* c0, con
   using V = Vec<T>;
   const int64_t S = p.steps, B = p.batch, H = p.hidden, G4 = 4 * H, BH = B * H;
   if (nothing_to_do(p, 4, dh_n, dc_n, dx, dh0, dc0, g)) return;
-  auto da = buffer<T>(S * B * G4);
+  T* da = kept<T>(0, S * B * G4);
   // dh0 and dc0 carry dh and dc from step to step.
   copy_or_zero(dh0, dh_n, BH);
   copy_or_zero(dc0, dc_n, BH);
   recurrence<T>(
       p, 4, w.w_hh, true,
-      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(da.get() + t * B * G4, dh0, 0.0); },  // dh = dA_t w_hh
+      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(da + t * B * G4, dh0, 0.0); },  // dh = dA_t w_hh
       [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dA_t and dc
         const T* c = t ? cs + (t - 1) * BH : c0;
         const T* a = gates + t * B * G4;
-        T* dat = da.get() + t * B * G4;
+        T* dat = da + t * B * G4;
         for (int64_t b = b0; b < b1; ++b) {
           const T* ab = a + b * G4;
           T* dab = dat + b * G4;
@@ -372,8 +395,8 @@ void lstm_backward(const RnnParams& p, const T* x, const T* h0, const T* c0, con
           });
         }
       });
-  input_gradients(p, G4, x, w.w_ih, da.get(), dx, g.dw_ih, g.db_ih ? g.db_ih : g.db_hh);
-  recurrent_gradients<T>(p, G4, h0, hs, da.get(), g.dw_hh, nullptr);
+  input_gradients(p, G4, x, w.w_ih, da, dx, g.dw_ih, g.db_ih ? g.db_ih : g.db_hh);
+  recurrent_gradients<T>(p, G4, h0, hs, da, g.dw_hh, nullptr);
   if (g.db_ih && g.db_hh) std::copy(g.db_ih, g.db_ih + G4, g.db_hh);  // both biases enter the same sum
 }
 
@@ -384,16 +407,16 @@ void gru_forward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<T
   using V = Vec<T>;
   const int64_t S = p.steps, B = p.batch, H = p.hidden, G3 = 3 * H, G4 = 4 * H, BH = B * H;
   if (S * B == 0 || H == 0) return;  // every output is empty
-  auto gi = buffer<T>(S * B * G3);
+  T* gi = kept<T>(0, S * B * G3);
   // gi (S B, 3H) = x w_ih^T + b_ih: every step's input part at once
-  gemm<T>(mm(S * B, G3, p.input, p.input, p.input, false, true), x, w.w_ih, gi.get(), GemmBias<T>{w.b_ih, nullptr});
+  gemm<T>(mm(S * B, G3, p.input, p.input, p.input, false, true), x, w.w_ih, gi, GemmBias<T>{w.b_ih, nullptr});
   recurrence<T>(
       p, 3, w.w_hh, false,
       [&](const Recurrent<T>& rec, T* acc, int64_t t) { rec.forward(t ? hs + (t - 1) * BH : h0, acc); },  // h w_hh^T
       [&](Units u, int64_t b0, int64_t b1, const T* acc, int64_t t) {  // this thread's gates and h
         const int64_t un = u.hi - u.lo;
         const T* h = t ? hs + (t - 1) * BH : h0;
-        const T* git = gi.get() + t * B * G3;
+        const T* git = gi + t * B * G3;
         T* st = saved + t * B * G4;
         auto bias = [&](int64_t j, int64_t n) { return w.b_hh ? V::load(w.b_hh + j, n) : V(T(0)); };
         for (int64_t b = b0; b < b1; ++b) {
@@ -418,15 +441,15 @@ void gru_backward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<
   using V = Vec<T>;
   const int64_t S = p.steps, B = p.batch, H = p.hidden, G3 = 3 * H, G4 = 4 * H, BH = B * H;
   if (nothing_to_do<T>(p, 3, dh_n, nullptr, dx, dh0, nullptr, g)) return;
-  auto dgi = buffer<T>(S * B * G3), dgh = buffer<T>(S * B * G3);
+  T *dgi = kept<T>(0, S * B * G3), *dgh = kept<T>(1, S * B * G3);
   copy_or_zero(dh0, dh_n, BH);  // carries dh from step to step
   recurrence<T>(
       p, 3, w.w_hh, true,
-      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(dgh.get() + t * B * G3, dh0, 1.0); },  // += dgh_t w_hh
+      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(dgh + t * B * G3, dh0, 1.0); },  // += dgh_t w_hh
       [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dgi_t, dgh_t and dh z
         const T* h = t ? hs + (t - 1) * BH : h0;
         const T* st = saved + t * B * G4;
-        T *dit = dgi.get() + t * B * G3, *dht = dgh.get() + t * B * G3;
+        T *dit = dgi + t * B * G3, *dht = dgh + t * B * G3;
         for (int64_t b = b0; b < b1; ++b) {
           const T* sb = st + b * G4;
           T *di = dit + b * G3, *dhh = dht + b * G3;
@@ -442,8 +465,8 @@ void gru_backward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<
           });
         }
       });
-  input_gradients(p, G3, x, w.w_ih, dgi.get(), dx, g.dw_ih, g.db_ih);
-  recurrent_gradients(p, G3, h0, hs, dgh.get(), g.dw_hh, g.db_hh);
+  input_gradients(p, G3, x, w.w_ih, dgi, dx, g.dw_ih, g.db_ih);
+  recurrent_gradients(p, G3, h0, hs, dgh, g.dw_hh, g.db_hh);
 }
 
 }  // namespace
