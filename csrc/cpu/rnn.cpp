@@ -81,11 +81,13 @@ std::unique_ptr<T[], AlignedFree> buffer(int64_t n) {
 }
 
 // The calling thread's buffer `slot` of at least n elements, kept between
-// calls and grown on demand: for the gate gradients of every step (13 MiB for
-// an LSTM layer at T=50, (B, H) = (32, 512)). Allocated per call, it came
-// back as fresh pages every call: LSTM (32, 512, 512) layer forward + backward,
-// 2 threads, page faults 19 -> 2 MiB per call, system time 9-14 -> 2-3 ms,
-// 111-115 -> 102-105 ms (minima).
+// calls and grown on demand: the gate gradients of every step (13 MiB for an
+// LSTM layer at T=50, (B, H) = (32, 512)), GRU's input parts, a cell's
+// recurrent product (slot 1). Allocated per call, they came back as fresh
+// pages every call: LSTM (32, 512, 512) layer forward + backward, 2 threads,
+// page faults 19 -> 2 MiB per call, system time 9-14 -> 2-3 ms, 111-115 ->
+// 102-105 ms (minima); the LSTM cells 3-5% faster (back to before the split
+// by units).
 template <class T>
 T* kept(int slot, int64_t n) {
   struct Kept {
@@ -247,11 +249,11 @@ void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward,
   if (S == 1) {
     const Units all{0, p.hidden};
     const Recurrent<T> rec(p, gates, w_hh, all, backward);
-    auto acc = buffer<T>(backward ? 0 : B * gates * p.hidden);
-    if (!backward) carry(rec, acc.get(), 0);
+    T* acc = backward ? nullptr : kept<T>(1, B * gates * p.hidden);
+    if (!backward) carry(rec, acc, 0);
 #pragma omp parallel for num_threads(threads_for(B * 4 * p.hidden)) schedule(static)
-    for (int64_t b = 0; b < B; ++b) pass(all, b, b + 1, acc.get(), 0);
-    if (backward) carry(rec, acc.get(), 0);
+    for (int64_t b = 0; b < B; ++b) pass(all, b, b + 1, acc, 0);
+    if (backward) carry(rec, acc, 0);
     return;
   }
   Guard guard;
