@@ -49,7 +49,9 @@
 // with 2 threads, forward at (32, 512, 512) runs at about 200 GFLOP/s, 88% of
 // the FMA peak, and a layer's forward + backward at 80%; what is left is
 // mostly the engine's (14-row micro-kernel on B = 32 or 64 rows, w_hh
-// streamed from L3 when it does not fit L2).
+// streamed from L3 when it does not fit L2). Against torch 2.13 (oneDNN,
+// itself at about 80% of peak there), quiet minima, 2 threads: LSTM T=50
+// 1.22x at (64, 128, 256) and 1.11x at (32, 512, 512), 1 layer.
 #include "cpu/rnn.h"
 
 #include <omp.h>
