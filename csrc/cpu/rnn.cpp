@@ -4,32 +4,63 @@
 // Forward: the input projection of every step is one GEMM before the
 // recurrence, x (S B, I) @ w_ih^T -> (S B, G H), with the biases added by the
 // GEMM's epilogue (LSTM: b_ih + b_hh, summed once; GRU: b_ih). Each step then
-// adds the recurrent projection h @ w_hh^T with one GEMM on w_hh packed once per
-// call (the engine's pack_b with trans_b: no repacking per step), and one fused,
-// vectorised pass over the step's gates applies the nonlinearities and the
-// state update (core/rnn_math.h, the formulas the CUDA kernels share) and keeps
-// the activated gates for backward. GRU keeps the recurrent part apart
-// (gh = h w_hh^T + b_hh), since r multiplies its n third.
+// computes the recurrent projection h @ w_hh^T with one small GEMM on packed
+// weights, and one fused, vectorised pass over the step's gates adds the two,
+// applies the nonlinearities and the state update (core/rnn_math.h, the
+// formulas the CUDA kernels share) and keeps the activated gates for backward.
+// GRU keeps the recurrent part apart (gh = h w_hh^T + b_hh), since r
+// multiplies its n third.
 // Backward: per step (last to first) one fused pass turns dh, dc and the saved
 // gates into the gate gradients dA_t (stored for all steps), then one GEMM
 // carries dh to the previous step, dh = dA_t @ w_hh. Everything else is a
 // large GEMM after the loop: dx = dA @ w_ih, dw_ih = dA^T x, dw_hh = dA^T
 // [h0; hs[0 .. S-2]] (two GEMMs, the second accumulating with beta = 1), and
-// the bias gradients are dA's column sums. So the recurrence runs one small
-// GEMM per step each way, and w_hh is packed once per call for each direction
-// (packing it for the backward's dh GEMM too, rather than reading it in place:
-// LSTM T=50 (64, 128, 256) backward 56 -> 54 ms, one thread, a busy machine).
-// A one-step sequence (a cell) packs nothing: the engine packs a trans_b
-// operand on the fly, which for one product is the same work.
+// the bias gradients are dA's column sums.
+//
+// Threads: the recurrence is one parallel region per call in which each
+// thread owns a slice of the hidden units (whole cache lines) in every gate.
+// Forward, a thread runs the GEMM for its units' gates (m = B rows, its share
+// of the G H columns, from w_hh's rows for them gathered and packed once per
+// call) and then their gate pass; backward, its units' gate gradients and then
+// its columns of dh (w_hh's columns for them, packed once per call). The
+// engine's gemm runs on the calling thread inside a parallel region. A
+// thread's gate pass reads only what its own GEMM wrote, so there is one
+// barrier per step (the GEMM reads all of h_{t-1}, or of dA_t), and a
+// thread's share of w_hh (512 KiB at H = 256) stays in its own L2. This
+// replaced, per step, the engine's threaded GEMM (tiles handed out
+// dynamically) followed by a gate pass threaded over batch rows: two
+// fork/joins per step, and half the gates written on one core and read on
+// the other. Measured on 2 busy Zen 4 cores, T = 50 module forward + backward,
+// old and new paired in one process: LSTM 1.01-1.04x, GRU 1.05-1.06x faster,
+// bit-identical results.
+// A one-step sequence (a cell) runs its one GEMM threaded by the engine and
+// its gate pass threaded by rows (see recurrence()). A cell or a batch of one
+// packs nothing: the engine packs a trans_b operand on the fly, which for one
+// product is the same work, and a single row streams w_hh (gemv). Packing w_hh for the
+// backward's dh GEMM rather than reading it in place: LSTM T=50 (64, 128,
+// 256) backward 56 -> 54 ms, one thread.
 // Tried and dropped: the recurrent GEMM transposed (gates^T = w_hh h^T, so
 // that m = G H rather than the batch fills the 14-row micro-kernel): no faster
 // at (B, H) = (32, 512) or (64, 256), and it would need transposed states.
-// Cost at those sizes is the GEMMs' (the gate passes are about a tenth).
+// A thread's forward GEMM per gate (no gathered copy of w_hh, the gates
+// written in place): forward 0.91-0.96x the old path's speed, where the
+// gathered single GEMM gives 1.00-1.02x.
+// Cost at those sizes is the GEMMs' (the gate passes are about a tenth):
+// with 2 threads, forward at (32, 512, 512) runs at about 200 GFLOP/s, 88% of
+// the FMA peak, and a layer's forward + backward at 80%; what is left is
+// mostly the engine's (14-row micro-kernel on B = 32 or 64 rows, w_hh
+// streamed from L3 when it does not fit L2). Against torch 2.13 (oneDNN,
+// itself at about 80% of peak there), quiet minima, 2 threads: LSTM T=50
+// 1.22x at (64, 128, 256) and 1.11x at (32, 512, 512), 1 layer.
 #include "cpu/rnn.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <new>
 
@@ -51,6 +82,31 @@ std::unique_ptr<T[], AlignedFree> buffer(int64_t n) {
   return std::unique_ptr<T[], AlignedFree>(p);
 }
 
+// The calling thread's buffer `slot` of at least n elements, kept between
+// calls and grown on demand: the gate gradients of every step (13 MiB for an
+// LSTM layer at T=50, (B, H) = (32, 512)), GRU's input parts, a cell's
+// recurrent product (slot 1). Allocated per call, they came back as fresh
+// pages every call: LSTM (32, 512, 512) layer forward + backward, 2 threads,
+// page faults 19 -> 2 MiB per call, system time 9-14 -> 2-3 ms, 111-115 ->
+// 102-105 ms (minima); the LSTM cells 3-5% faster (back to before the split
+// by units).
+template <class T>
+T* kept(int slot, int64_t n) {
+  struct Kept {
+    std::unique_ptr<T[], AlignedFree> data;
+    int64_t size = 0;
+  };
+  static thread_local Kept kept[2];
+  Kept& k = kept[slot];
+  if (k.size < n) {
+    k.data.reset();  // not both at once
+    k.size = 0;
+    k.data = buffer<T>(n);
+    k.size = n;
+  }
+  return k.data.get();
+}
+
 template <class T>
 void copy_or_zero(T* dst, const T* src, int64_t n) {
   if (n <= 0) return;
@@ -68,48 +124,163 @@ GemmParams mm(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, bool tr
   return p;
 }
 
-// f(row) for each of `rows` rows of `per_row` elements of streaming work.
-template <class F>
-void for_rows(int64_t rows, int64_t per_row, F f) {
-#pragma omp parallel for num_threads(threads_for(rows * per_row)) schedule(static)
-  for (int64_t b = 0; b < rows; ++b) f(b);
-}
-
-// f(j, n) over the vectors of a row of h elements: j the first element, n the
-// lanes in use (the last vector may be partial).
+// f(j, n) over the vectors of hidden units [lo, hi) of a row: j the first
+// unit, n the lanes in use (the last vector may be partial).
 template <class T, class F>
-inline void for_lanes(int64_t h, F f) {
-  for (int64_t j = 0; j < h; j += Vec<T>::width) f(j, h - j);
+inline void for_lanes(int64_t lo, int64_t hi, F f) {
+  for (int64_t j = lo; j < hi; j += Vec<T>::width) f(j, hi - j);
 }
 
-// The recurrent GEMM of every step, with w_hh (G H, H) packed once per call as
-// its op(B): w_hh^T for forward, w_hh for backward.
+// Below this many multiply-adds of one step's recurrent GEMM per thread, a
+// second thread (and a barrier every step) costs more than it saves.
+constexpr double kMinStepFmasPerThread = double(1 << 18);
+
+// Threads for the recurrence: each owns whole cache lines of hidden units.
+template <class T>
+int recurrence_threads(const RnnParams& p, int64_t gates) {
+  const int64_t line = 64 / sizeof(T), lines = (p.hidden + line - 1) / line;
+  const double fmas = double(p.batch) * double(gates * p.hidden) * double(p.hidden);
+  const double most = std::max(1.0, std::min<double>(get_num_threads(), fmas / kMinStepFmasPerThread));
+  return static_cast<int>(std::min<double>(most, double(lines)));
+}
+
+// The hidden units [lo, hi) of the calling thread: whole cache lines, so no
+// two threads write one line of the gates or the states.
+struct Units {
+  int64_t lo, hi;
+};
+template <class T>
+Units my_units(int64_t hidden) {
+  const int64_t line = 64 / sizeof(T), lines = (hidden + line - 1) / line;
+  const int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
+  return {std::min(hidden, lines * id / nt * line), std::min(hidden, lines * (id + 1) / nt * line)};
+}
+
+// Runs the work of one thread between the barriers of a parallel region. An
+// exception (bad_alloc from a packing or a GEMM's scratch) must not leave the
+// region, and every thread must still meet every barrier: the first one is
+// kept, the rest of the work skipped, and it is rethrown after the region.
+class Guard {
+ public:
+  template <class F>
+  void run(F f) {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      f();
+    } catch (...) {
+#pragma omp critical(dk_rnn_guard)
+      if (!error_) error_ = std::current_exception();
+      failed_ = true;
+    }
+  }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+};
+
+// One thread's share of the recurrent GEMM of every step: its hidden units
+// [lo, lo + n) of each gate. Forward, h w_hh^T for those gates, from w_hh's
+// rows for them, gate by gate side by side (G n rows), packed once per call;
+// backward, the columns [lo, lo + n) of dh from w_hh's columns [lo, lo + n),
+// packed once per call. A one-step sequence (a cell) or a batch of one packs
+// nothing (see the top of the file); a cell has all the units.
 template <class T>
 struct Recurrent {
   const RnnParams& p;
-  int64_t gh;  // G * H
+  int64_t gates, lo, n;
   const T* w_hh;
-  PackedMatrix<T> packed;
+  PackedMatrix<T> packed;  // forward: w_hh's rows for the thread's units, gate by gate; backward: its columns
 
-  Recurrent(const RnnParams& p_, int64_t gates, const T* w, bool backward) : p(p_), gh(gates * p_.hidden), w_hh(w) {
-    if (p.steps > 1 && p.batch > 1 && p.hidden > 0)
-      packed = backward ? pack_b<T>(gh, p.hidden, w_hh, p.hidden, false)   // dh = dA w_hh
-                        : pack_b<T>(p.hidden, gh, w_hh, p.hidden, true);   // a = h w_hh^T
+  Recurrent(const RnnParams& p_, int64_t gates_, const T* w, Units u, bool backward)
+      : p(p_), gates(gates_), lo(u.lo), n(u.hi - u.lo), w_hh(w) {
+    const int64_t H = p.hidden;
+    if (p.steps <= 1 || p.batch <= 1 || n <= 0) return;
+    if (backward) {
+      packed = pack_b<T>(gates * H, n, w_hh + lo, H, false);  // dh = dA w_hh
+      return;
+    }
+    if (n == H) {  // all the units: w_hh as it is
+      packed = pack_b<T>(H, gates * H, w_hh, H, true);
+      return;
+    }
+    auto rows = buffer<T>(gates * n * H);  // the gates' row blocks side by side, then one packing
+    for (int64_t g = 0; g < gates; ++g)
+      std::memcpy(rows.get() + g * n * H, w_hh + (g * H + lo) * H, static_cast<size_t>(n * H) * sizeof(T));
+    packed = pack_b<T>(H, gates * n, rows.get(), H, true);
   }
-  // out (B, G H) = h (B, H) @ w_hh^T + beta * out + bias
-  void forward(const T* h, T* out, double beta, const T* bias = nullptr) const {
-    const GemmParams q = mm(p.batch, gh, p.hidden, p.hidden, p.hidden, false, true, beta);
-    const GemmBias<T> b{bias, nullptr};
-    if (packed.data) gemm<T>(q, h, packed, out, b);
-    else gemm<T>(q, h, w_hh, out, b);
+  // acc (B, G n) = h (B, H) @ (w_hh's rows for the units)^T: gate g's units at columns g n + [0, n)
+  void forward(const T* h, T* acc) const {
+    const int64_t H = p.hidden;
+    if (n <= 0) return;
+    if (packed.data) return gemm<T>(mm(p.batch, gates * n, H, H, H, false, true), h, packed, acc);
+    if (n == H) return gemm<T>(mm(p.batch, gates * H, H, H, H, false, true), h, w_hh, acc);
+    GemmParams q = mm(p.batch, n, H, H, H, false, true);  // a batch of one split over threads: gemv per gate
+    q.ldc = gates * n;
+    for (int64_t g = 0; g < gates; ++g) gemm<T>(q, h, w_hh + (g * H + lo) * H, acc + g * n);
   }
-  // dh (B, H) = dA (B, G H) @ w_hh + beta * dh
+  // dh[:, lo .. lo + n) (rows of H) = dA (B, G H) @ w_hh[:, lo .. lo + n) + beta * dh
   void backward(const T* da, T* dh, double beta) const {
-    const GemmParams q = mm(p.batch, p.hidden, gh, gh, p.hidden, false, false, beta);
-    if (packed.data) gemm<T>(q, da, packed, dh);
-    else gemm<T>(q, da, w_hh, dh);
+    if (n <= 0) return;
+    GemmParams q = mm(p.batch, n, gates * p.hidden, gates * p.hidden, p.hidden, false, false, beta);
+    q.ldc = p.hidden;
+    if (packed.data) gemm<T>(q, da, packed, dh + lo);
+    else gemm<T>(q, da, w_hh + lo, dh + lo);
   }
 };
+
+// The recurrence of one call on recurrence_threads() threads, each with its
+// units u, its share rec of the recurrent GEMM and (forward) acc (B, G n) for
+// that GEMM's result. Forward, for t = 0 .. S-1: carry(t), the thread's GEMM
+// of step t, then pass(t), its gate pass over the rows [0, B). Backward, for
+// t = S-1 .. 0: carry(t + 1) (dh from dA_{t+1}; none at the last step) then
+// pass(t), and carry(0) at the end. A GEMM reads what every thread's previous
+// pass wrote (h_{t-1}, dA_{t+1}), hence a barrier after each pass; a pass
+// reads only what its own thread's GEMM wrote.
+// A one-step sequence (a cell) has nothing to carry between steps: the
+// engine threads its one GEMM (w_hh read in place) and the gate pass is split
+// by rows, as before the split by units, which measured 7-8% slower for the
+// LSTM cells (2 threads, minima: 0.34 -> 0.37 ms at (64, 128, 256), 0.96 ->
+// 1.03 ms at (32, 512, 512)).
+template <class T, class Carry, class Pass>
+void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward, Carry carry, Pass pass) {
+  const int64_t S = p.steps, B = p.batch;
+  if (S == 1) {
+    const Units all{0, p.hidden};
+    const Recurrent<T> rec(p, gates, w_hh, all, backward);
+    T* acc = backward ? nullptr : kept<T>(1, B * gates * p.hidden);
+    if (!backward) carry(rec, acc, 0);
+#pragma omp parallel for num_threads(threads_for(B * 4 * p.hidden)) schedule(static)
+    for (int64_t b = 0; b < B; ++b) pass(all, b, b + 1, acc, 0);
+    if (backward) carry(rec, acc, 0);
+    return;
+  }
+  Guard guard;
+#pragma omp parallel num_threads(recurrence_threads<T>(p, gates))
+  {
+    const Units u = my_units<T>(p.hidden);
+    std::unique_ptr<Recurrent<T>> rec;
+    std::unique_ptr<T[], AlignedFree> acc;
+    guard.run([&] {
+      rec.reset(new Recurrent<T>(p, gates, w_hh, u, backward));
+      if (!backward) acc = buffer<T>(B * gates * (u.hi - u.lo));
+    });
+    for (int64_t i = 0; i < S; ++i) {
+      const int64_t t = backward ? S - 1 - i : i;
+      guard.run([&] {
+        if (!backward) carry(*rec, acc.get(), t);
+        else if (i) carry(*rec, acc.get(), t + 1);
+        pass(u, 0, B, acc.get(), t);
+      });
+#pragma omp barrier
+    }
+    if (backward) guard.run([&] { carry(*rec, acc.get(), 0); });
+  }
+  guard.rethrow();
+}
 
 // After the backward loop, from the gate gradients of every step, dA (S B, G H):
 // the input side, dx = dA @ w_ih and dw_ih = dA^T x, and the column sums of dA
@@ -170,24 +341,28 @@ void lstm_forward(const RnnParams& p, const T* x, const T* h0, const T* c0, cons
   }
   // gates (S B, 4H) = x w_ih^T + bias: every step's input projection at once
   gemm<T>(mm(S * B, G4, p.input, p.input, p.input, false, true), x, w.w_ih, gates, GemmBias<T>{bias, nullptr});
-  const Recurrent<T> rec(p, 4, w.w_hh, false);
-  for (int64_t t = 0; t < S; ++t) {
-    const T* h = t ? hs + (t - 1) * BH : h0;
-    const T* c = t ? cs + (t - 1) * BH : c0;
-    T* a = gates + t * B * G4;
-    rec.forward(h, a, 1.0);  // a += h w_hh^T
-    for_rows(B, G4, [&](int64_t b) {
-      T* ab = a + b * G4;
-      const int64_t r = b * H + t * BH;
-      for_lanes<T>(H, [&](int64_t j, int64_t n) {
-        V i = V::load(ab + j, n), f = V::load(ab + H + j, n), g = V::load(ab + 2 * H + j, n),
-          o = V::load(ab + 3 * H + j, n), c_new, h_new;
-        lstm_cell_forward<V, T>(i, f, g, o, V::load(c + b * H + j, n), c_new, h_new);
-        i.store(ab + j, n), f.store(ab + H + j, n), g.store(ab + 2 * H + j, n), o.store(ab + 3 * H + j, n);
-        c_new.store(cs + r + j, n), h_new.store(hs + r + j, n);
+  recurrence<T>(
+      p, 4, w.w_hh, false,
+      [&](const Recurrent<T>& rec, T* acc, int64_t t) { rec.forward(t ? hs + (t - 1) * BH : h0, acc); },  // h w_hh^T
+      [&](Units u, int64_t b0, int64_t b1, const T* acc, int64_t t) {  // x w_ih^T + bias + h w_hh^T -> gates
+        const int64_t un = u.hi - u.lo;
+        const T* c = t ? cs + (t - 1) * BH : c0;
+        T* a = gates + t * B * G4;
+        for (int64_t b = b0; b < b1; ++b) {
+          T* ab = a + b * G4;
+          const T* rb = acc + b * 4 * un;
+          const int64_t r = b * H + t * BH;
+          for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
+            const int64_t k = j - u.lo;
+            V i = V::load(ab + j, n) + V::load(rb + k, n), f = V::load(ab + H + j, n) + V::load(rb + un + k, n),
+              g = V::load(ab + 2 * H + j, n) + V::load(rb + 2 * un + k, n),
+              o = V::load(ab + 3 * H + j, n) + V::load(rb + 3 * un + k, n), c_new, h_new;
+            lstm_cell_forward<V, T>(i, f, g, o, V::load(c + b * H + j, n), c_new, h_new);
+            i.store(ab + j, n), f.store(ab + H + j, n), g.store(ab + 2 * H + j, n), o.store(ab + 3 * H + j, n);
+            c_new.store(cs + r + j, n), h_new.store(hs + r + j, n);
+          });
+        }
       });
-    });
-  }
 }
 
 template <class T>
@@ -197,33 +372,35 @@ void lstm_backward(const RnnParams& p, const T* x, const T* h0, const T* c0, con
   using V = Vec<T>;
   const int64_t S = p.steps, B = p.batch, H = p.hidden, G4 = 4 * H, BH = B * H;
   if (nothing_to_do(p, 4, dh_n, dc_n, dx, dh0, dc0, g)) return;
-  auto da = buffer<T>(S * B * G4);
+  T* da = kept<T>(0, S * B * G4);
   // dh0 and dc0 carry dh and dc from step to step.
   copy_or_zero(dh0, dh_n, BH);
   copy_or_zero(dc0, dc_n, BH);
-  const Recurrent<T> rec(p, 4, w.w_hh, true);
-  for (int64_t t = S - 1; t >= 0; --t) {
-    const T* c = t ? cs + (t - 1) * BH : c0;
-    const T* a = gates + t * B * G4;
-    T* dat = da.get() + t * B * G4;
-    for_rows(B, G4, [&](int64_t b) {
-      const T* ab = a + b * G4;
-      T* dab = dat + b * G4;
-      const int64_t r = b * H + t * BH;
-      for_lanes<T>(H, [&](int64_t j, int64_t n) {
-        V dh = V::load(dh0 + b * H + j, n), dc = V::load(dc0 + b * H + j, n), di, df, dg, dout;
-        if (dy) dh = dh + V::load(dy + r + j, n);
-        lstm_cell_backward<V, T>(V::load(ab + j, n), V::load(ab + H + j, n), V::load(ab + 2 * H + j, n),
-                                 V::load(ab + 3 * H + j, n), V::load(c + b * H + j, n), V::load(cs + r + j, n), dh,
-                                 dc, di, df, dg, dout);
-        di.store(dab + j, n), df.store(dab + H + j, n), dg.store(dab + 2 * H + j, n), dout.store(dab + 3 * H + j, n);
-        dc.store(dc0 + b * H + j, n);
+  recurrence<T>(
+      p, 4, w.w_hh, true,
+      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(da + t * B * G4, dh0, 0.0); },  // dh = dA_t w_hh
+      [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dA_t and dc
+        const T* c = t ? cs + (t - 1) * BH : c0;
+        const T* a = gates + t * B * G4;
+        T* dat = da + t * B * G4;
+        for (int64_t b = b0; b < b1; ++b) {
+          const T* ab = a + b * G4;
+          T* dab = dat + b * G4;
+          const int64_t r = b * H + t * BH;
+          for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
+            V dh = V::load(dh0 + b * H + j, n), dc = V::load(dc0 + b * H + j, n), di, df, dg, dout;
+            if (dy) dh = dh + V::load(dy + r + j, n);
+            lstm_cell_backward<V, T>(V::load(ab + j, n), V::load(ab + H + j, n), V::load(ab + 2 * H + j, n),
+                                     V::load(ab + 3 * H + j, n), V::load(c + b * H + j, n), V::load(cs + r + j, n),
+                                     dh, dc, di, df, dg, dout);
+            di.store(dab + j, n), df.store(dab + H + j, n), dg.store(dab + 2 * H + j, n),
+                dout.store(dab + 3 * H + j, n);
+            dc.store(dc0 + b * H + j, n);
+          });
+        }
       });
-    });
-    rec.backward(dat, dh0, 0.0);  // dh = dA_t w_hh
-  }
-  input_gradients(p, G4, x, w.w_ih, da.get(), dx, g.dw_ih, g.db_ih ? g.db_ih : g.db_hh);
-  recurrent_gradients<T>(p, G4, h0, hs, da.get(), g.dw_hh, nullptr);
+  input_gradients(p, G4, x, w.w_ih, da, dx, g.dw_ih, g.db_ih ? g.db_ih : g.db_hh);
+  recurrent_gradients<T>(p, G4, h0, hs, da, g.dw_hh, nullptr);
   if (g.db_ih && g.db_hh) std::copy(g.db_ih, g.db_ih + G4, g.db_hh);  // both biases enter the same sum
 }
 
@@ -234,28 +411,32 @@ void gru_forward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<T
   using V = Vec<T>;
   const int64_t S = p.steps, B = p.batch, H = p.hidden, G3 = 3 * H, G4 = 4 * H, BH = B * H;
   if (S * B == 0 || H == 0) return;  // every output is empty
-  auto gi = buffer<T>(S * B * G3), gh = buffer<T>(B * G3);
+  T* gi = kept<T>(0, S * B * G3);
   // gi (S B, 3H) = x w_ih^T + b_ih: every step's input part at once
-  gemm<T>(mm(S * B, G3, p.input, p.input, p.input, false, true), x, w.w_ih, gi.get(), GemmBias<T>{w.b_ih, nullptr});
-  const Recurrent<T> rec(p, 3, w.w_hh, false);
-  for (int64_t t = 0; t < S; ++t) {
-    const T* h = t ? hs + (t - 1) * BH : h0;
-    rec.forward(h, gh.get(), 0.0, w.b_hh);  // gh = h w_hh^T + b_hh
-    const T* git = gi.get() + t * B * G3;
-    T* st = saved + t * B * G4;
-    for_rows(B, G4, [&](int64_t b) {
-      const T *ib = git + b * G3, *hb = gh.get() + b * G3;
-      T* sb = st + b * G4;
-      for_lanes<T>(H, [&](int64_t j, int64_t n) {
-        V hn = V::load(hb + 2 * H + j, n), r, z, nn, h_new;
-        gru_cell_forward<V, T>(V::load(ib + j, n), V::load(ib + H + j, n), V::load(ib + 2 * H + j, n),
-                               V::load(hb + j, n), V::load(hb + H + j, n), hn, V::load(h + b * H + j, n), r, z, nn,
-                               h_new);
-        r.store(sb + j, n), z.store(sb + H + j, n), nn.store(sb + 2 * H + j, n), hn.store(sb + 3 * H + j, n);
-        h_new.store(hs + t * BH + b * H + j, n);
+  gemm<T>(mm(S * B, G3, p.input, p.input, p.input, false, true), x, w.w_ih, gi, GemmBias<T>{w.b_ih, nullptr});
+  recurrence<T>(
+      p, 3, w.w_hh, false,
+      [&](const Recurrent<T>& rec, T* acc, int64_t t) { rec.forward(t ? hs + (t - 1) * BH : h0, acc); },  // h w_hh^T
+      [&](Units u, int64_t b0, int64_t b1, const T* acc, int64_t t) {  // this thread's gates and h
+        const int64_t un = u.hi - u.lo;
+        const T* h = t ? hs + (t - 1) * BH : h0;
+        const T* git = gi + t * B * G3;
+        T* st = saved + t * B * G4;
+        auto bias = [&](int64_t j, int64_t n) { return w.b_hh ? V::load(w.b_hh + j, n) : V(T(0)); };
+        for (int64_t b = b0; b < b1; ++b) {
+          const T *ib = git + b * G3, *rb = acc + b * 3 * un;
+          T* sb = st + b * G4;
+          for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
+            const int64_t k = j - u.lo;  // gh = h w_hh^T + b_hh
+            V hr = V::load(rb + k, n) + bias(j, n), hz = V::load(rb + un + k, n) + bias(H + j, n),
+              hn = V::load(rb + 2 * un + k, n) + bias(2 * H + j, n), r, z, nn, h_new;
+            gru_cell_forward<V, T>(V::load(ib + j, n), V::load(ib + H + j, n), V::load(ib + 2 * H + j, n), hr, hz,
+                                   hn, V::load(h + b * H + j, n), r, z, nn, h_new);
+            r.store(sb + j, n), z.store(sb + H + j, n), nn.store(sb + 2 * H + j, n), hn.store(sb + 3 * H + j, n);
+            h_new.store(hs + t * BH + b * H + j, n);
+          });
+        }
       });
-    });
-  }
 }
 
 template <class T>
@@ -264,31 +445,32 @@ void gru_backward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<
   using V = Vec<T>;
   const int64_t S = p.steps, B = p.batch, H = p.hidden, G3 = 3 * H, G4 = 4 * H, BH = B * H;
   if (nothing_to_do<T>(p, 3, dh_n, nullptr, dx, dh0, nullptr, g)) return;
-  auto dgi = buffer<T>(S * B * G3), dgh = buffer<T>(S * B * G3);
+  T *dgi = kept<T>(0, S * B * G3), *dgh = kept<T>(1, S * B * G3);
   copy_or_zero(dh0, dh_n, BH);  // carries dh from step to step
-  const Recurrent<T> rec(p, 3, w.w_hh, true);
-  for (int64_t t = S - 1; t >= 0; --t) {
-    const T* h = t ? hs + (t - 1) * BH : h0;
-    const T* st = saved + t * B * G4;
-    T *dit = dgi.get() + t * B * G3, *dht = dgh.get() + t * B * G3;
-    for_rows(B, G4, [&](int64_t b) {
-      const T* sb = st + b * G4;
-      T *di = dit + b * G3, *dhh = dht + b * G3;
-      for_lanes<T>(H, [&](int64_t j, int64_t n) {
-        V dh = V::load(dh0 + b * H + j, n), dar, daz, dain, dahn, dh_old;
-        if (dy) dh = dh + V::load(dy + t * BH + b * H + j, n);
-        gru_cell_backward<V, T>(V::load(sb + j, n), V::load(sb + H + j, n), V::load(sb + 2 * H + j, n),
-                                V::load(sb + 3 * H + j, n), V::load(h + b * H + j, n), dh, dar, daz, dain, dahn,
-                                dh_old);
-        dar.store(di + j, n), daz.store(di + H + j, n), dain.store(di + 2 * H + j, n);
-        dar.store(dhh + j, n), daz.store(dhh + H + j, n), dahn.store(dhh + 2 * H + j, n);
-        dh_old.store(dh0 + b * H + j, n);
+  recurrence<T>(
+      p, 3, w.w_hh, true,
+      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(dgh + t * B * G3, dh0, 1.0); },  // += dgh_t w_hh
+      [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dgi_t, dgh_t and dh z
+        const T* h = t ? hs + (t - 1) * BH : h0;
+        const T* st = saved + t * B * G4;
+        T *dit = dgi + t * B * G3, *dht = dgh + t * B * G3;
+        for (int64_t b = b0; b < b1; ++b) {
+          const T* sb = st + b * G4;
+          T *di = dit + b * G3, *dhh = dht + b * G3;
+          for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
+            V dh = V::load(dh0 + b * H + j, n), dar, daz, dain, dahn, dh_old;
+            if (dy) dh = dh + V::load(dy + t * BH + b * H + j, n);
+            gru_cell_backward<V, T>(V::load(sb + j, n), V::load(sb + H + j, n), V::load(sb + 2 * H + j, n),
+                                    V::load(sb + 3 * H + j, n), V::load(h + b * H + j, n), dh, dar, daz, dain, dahn,
+                                    dh_old);
+            dar.store(di + j, n), daz.store(di + H + j, n), dain.store(di + 2 * H + j, n);
+            dar.store(dhh + j, n), daz.store(dhh + H + j, n), dahn.store(dhh + 2 * H + j, n);
+            dh_old.store(dh0 + b * H + j, n);
+          });
+        }
       });
-    });
-    rec.backward(dht, dh0, 1.0);  // dh = dh z + dgh_t w_hh
-  }
-  input_gradients(p, G3, x, w.w_ih, dgi.get(), dx, g.dw_ih, g.db_ih);
-  recurrent_gradients(p, G3, h0, hs, dgh.get(), g.dw_hh, g.db_hh);
+  input_gradients(p, G3, x, w.w_ih, dgi, dx, g.dw_ih, g.db_ih);
+  recurrent_gradients(p, G3, h0, hs, dgh, g.dw_hh, g.db_hh);
 }
 
 }  // namespace
