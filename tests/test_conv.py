@@ -46,6 +46,13 @@ CASES = [
     ((2, 3, 13, 11), (32, 3, 3, 2), (2, 1), (1, 2), (1, 2), 1),  # output-channel vectors: stride, dilation
     ((2, 4, 9, 30), (32, 2, 3, 3), 1, "same", 1, 2),       # output-channel vectors: groups, runs per row
     ((1, 40, 40, 41), (4, 40, 3, 3), 1, 1, 1, 1),          # direct, input channels in two chunks
+    ((2, 8, 32, 32), (20, 8, 3, 3), 2, 1, 1, 1),           # implicit GEMM: stride 2, rows of whole vectors
+    ((1, 5, 32, 31), (18, 5, 3, 3), 2, 1, 1, 1),           # implicit, batch 1: tiles split over threads
+    ((2, 40, 16, 32), (17, 40, 3, 3), 2, 1, 1, 1),         # implicit, input channels in two chunks
+    ((2, 6, 33, 48), (30, 3, 5, 3), 3, (2, 1), (1, 2), 2), # implicit: groups, dilation, stride 3
+    ((2, 4, 9, 16), (10, 4, 3, 3), (2, 1), 1, 1, 1),       # implicit, stride along rows only
+    ((1, 3, 31, 64), (12, 3, 3, 3), 2, 1, 1, 1),           # implicit, two vectors per output row and more
+    ((2, 7, 20, 32), (9, 7, 1, 1), 2, 0, 1, 1),            # implicit 1x1 stride 2
 ]
 
 
@@ -164,7 +171,7 @@ def test_thread_counts_and_strided_inputs_give_identical_results():
     old = deepkern.get_num_threads()
     cases = [((4, 6, 20, 20), (8, 6, 3, 3), 1, 1, 1, 1), ((4, 8, 21, 19), (8, 1, 3, 3), 2, 1, 1, 8),
              ((1, 32, 24, 24), (16, 32, 3, 3), 2, 1, 1, 1), ((16, 8, 12, 12), (8, 8, 1, 1), 1, 0, 1, 1),
-             ((3, 32, 14, 13), (32, 32, 3, 3), 1, 1, 1, 1)]
+             ((3, 32, 14, 13), (32, 32, 3, 3), 1, 1, 1, 1), ((1, 40, 20, 32), (20, 40, 3, 3), 2, 1, 1, 1)]
     try:
         for case in cases:
             kw = _args(case)

@@ -221,4 +221,10 @@ void winograd_forward(const ConvParams& p, const T* x, const T* w, const T* b, T
 template <class T>
 void winograd_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw);
 
+// Implicit-GEMM forward for strided layers (conv_implicit.cpp), and the shapes it takes.
+template <class T>
+bool implicit_suits(const ConvParams& p);
+template <class T>
+void implicit_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y);
+
 }  // namespace dk::cpu::DK_ISA_NS

@@ -1,0 +1,186 @@
+// Implicit-GEMM convolution for strided layers (conv.cpp picks it for stride > 1
+// when output rows fill whole vectors: ResNet's 3x3 stride-2 layer, x (32, 64,
+// 32, 32) * w (128, 64, 3, 3) -> y (32, 128, 16, 16)).
+//
+// Per image and group, Y_g (kg x oh*ow) = W_g (kg x crs) col_g as in conv.cpp,
+// but col is never built: each input plane is copied once into its plane buffer
+// (conv_common.h: zero padding and stride phases), where the W outputs of a
+// vector along an output row read, for tap (a, b), W contiguous buffer values
+// at a fixed offset (tap_offsets). The micro-kernel is the GEMM's (MR x NV
+// vectors of accumulators, one broadcast of the packed weight per row, NV
+// vector loads per k step) with its B rows read from the plane buffers at
+// those offsets instead of from col. With stride 2, im2col wrote col (crs x
+// positions, 2.25x the input) in 16-value segments, about a seventh of the
+// forward time on one core; the buffers hold 1.1x the input, copied in rows.
+// The buffers of all cg channels (287 KiB for ResNet's layer) and the packed
+// weight stay in L2; the channels are taken kChunk at a time so the B rows of
+// one tile stay in L1 while the MR-row strips of the weight sweep over them,
+// C (kg x NV vectors) reloaded once per chunk.
+// Threads: (image, group) items as conv.cpp's run_items; with too few items,
+// the tiles of one item are spread over the threads. Either way each output is
+// the same sum in the same order, so results do not depend on the thread count.
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "cpu/conv_common.h"
+#include "cpu/gemm_kernel.h"
+#include "cpu/parallel.h"
+
+namespace dk::cpu::DK_ISA_NS {
+namespace {
+
+// Input channels per pass over a tile (see the top).
+constexpr int64_t kChunk = 32;
+// The plane buffers of a group's channels must fit in L2 next to the weight.
+constexpr double kPlaneBytes = double(512 << 10);
+
+template <class T>
+constexpr int kMR = GemmBlocking<T>::mr;
+template <class T>
+constexpr int kNV = GemmBlocking<T>::nv;
+
+// C rows [0, ROWS) x vectors [0, NV) (row stride ldc, vectors W apart) = sum over
+// ci < chans, t < ntaps of a[(ci * ntaps + t) * MR + row] * b[ci * plane +
+// taps[t] + boff[v]] (+ C when add, + bias[row] when bias).
+template <class T, int ROWS, int NV>
+__attribute__((noinline)) void tap_kernel(int64_t chans, int64_t plane, const int64_t* taps, int64_t ntaps,
+                                          const T* __restrict a, const T* b, const int64_t* boff, T* __restrict c,
+                                          int64_t ldc, const T* bias, bool add) {
+  using V = Vec<T>;
+  constexpr int W = V::width, MR = kMR<T>;
+  V acc[ROWS][NV];
+#pragma GCC unroll 64
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = V(T(0));
+  const T* bp[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) bp[v] = b + boff[v];
+  for (int64_t ci = 0; ci < chans; ++ci) {
+#pragma GCC unroll 2
+    for (int64_t t = 0; t < ntaps; ++t) {
+      const int64_t o = taps[t];
+      V bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) bv[v] = V::load(bp[v] + o);
+#pragma GCC unroll 64
+      for (int i = 0; i < ROWS; ++i) {
+        const V ai(a[i]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[i][v] = fma(ai, bv[v], acc[i][v]);
+      }
+      a += MR;
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bp[v] += plane;
+  }
+#pragma GCC unroll 64
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      V r = acc[i][v];
+      if (add) r = r + V::load(c + i * ldc + v * W);
+      if (bias) r = r + V(bias[i]);
+      r.store(c + i * ldc + v * W);
+    }
+}
+
+template <class T>
+using TapKernel = void (*)(int64_t, int64_t, const int64_t*, int64_t, const T*, const T*, const int64_t*, T*, int64_t,
+                           const T*, bool);
+
+template <class T, int ROWS, int... NVs>
+constexpr auto tap_row(std::integer_sequence<int, NVs...>) {
+  return std::array<TapKernel<T>, sizeof...(NVs)>{&tap_kernel<T, ROWS, NVs + 1>...};
+}
+
+template <class T, int... Rs>
+constexpr auto tap_table(std::integer_sequence<int, Rs...>) {
+  return std::array<std::array<TapKernel<T>, kNV<T>>, sizeof...(Rs)>{
+      tap_row<T, Rs + 1>(std::make_integer_sequence<int, kNV<T>>{})...};
+}
+
+// tap_kernel<T, rows, nv> for run-time rows in [1, MR], nv in [1, NV].
+template <class T>
+TapKernel<T> tap_kernel_for(int64_t rows, int64_t nv) {
+  static constexpr auto table = tap_table<T>(std::make_integer_sequence<int, kMR<T>>{});
+  return table[rows - 1][nv - 1];
+}
+
+// A product out (m x ow * oh positions) = A (m x chans * taps) B, B's row (ci, t)
+// for the W positions from q (a multiple of W; (i, j) = (q / ow, q % ow)) at
+// buf + ci * plane + taps[t] + i * row + j. A packed as tap_kernel reads it:
+// strips of MR rows (zero past m), each k-major.
+template <class T>
+struct TapGemm {
+  int64_t m, chans, plane, oh, ow, row;
+  std::vector<int64_t> taps;
+  std::vector<T> a;
+
+  template <class F>  // at(r, k): A's element, r < m, k < chans * taps
+  void pack(F&& at) {
+    constexpr int MR = kMR<T>;
+    const int64_t depth = chans * static_cast<int64_t>(taps.size());
+    a.assign(static_cast<size_t>(round_up(m, MR) * depth), T(0));
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t k = 0; k < depth; ++k) a[(r / MR * depth + k) * MR + r % MR] = at(r, k);
+  }
+
+  // out (row stride ldc) from the buffers at buf; bias (m) or nullptr. split:
+  // spread the tiles over the threads.
+  void run(const T* buf, const T* bias, T* out, int64_t ldc, bool split) const {
+    constexpr int W = Vec<T>::width, MR = kMR<T>, NV = kNV<T>;
+    const int64_t ntaps = static_cast<int64_t>(taps.size()), depth = chans * ntaps;
+    const int64_t vecs = oh * ow / W, tiles = (vecs + NV - 1) / NV;
+    auto tile = [&](int64_t tt) {
+      const int64_t v0 = tt * NV, nv = std::min<int64_t>(NV, vecs - v0);
+      int64_t boff[NV];
+      for (int64_t v = 0; v < nv; ++v) boff[v] = (v0 + v) * W / ow * row + (v0 + v) * W % ow;
+      for (int64_t c0 = 0; c0 < chans; c0 += kChunk)
+        for (int64_t m0 = 0; m0 < m; m0 += MR)
+          tap_kernel_for<T>(std::min<int64_t>(MR, m - m0), nv)(
+              std::min(kChunk, chans - c0), plane, taps.data(), ntaps, a.data() + m0 * depth + c0 * ntaps * MR,
+              buf + c0 * plane, boff, out + m0 * ldc + v0 * W, ldc, c0 == 0 && bias ? bias + m0 : nullptr, c0 > 0);
+    };
+    if (!split) {
+      for (int64_t tt = 0; tt < tiles; ++tt) tile(tt);
+      return;
+    }
+#pragma omp parallel for num_threads(threads_for(m * oh * ow * depth / 64)) schedule(static)
+    for (int64_t tt = 0; tt < tiles; ++tt) tile(tt);
+  }
+};
+
+}  // namespace
+
+template <class T>
+bool implicit_suits(const ConvParams& p) {
+  return (p.sh > 1 || p.sw > 1) && p.ow % Vec<T>::width == 0 &&
+         double(p.c / p.groups) * plane_elems(p) * sizeof(T) <= kPlaneBytes;
+}
+
+template <class T>
+void implicit_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y) {
+  const PlaneBuffer g = plane_buffer(p);
+  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, crs = cg * p.r * p.s, pos = p.oh * p.ow;
+  const int64_t plane = g.size() + Vec<T>::width;  // fill_plane writes up to a vector past a buffer
+  const std::vector<Span> spans = phase_spans(p, g);
+  std::vector<TapGemm<T>> groups(p.groups, TapGemm<T>{kg, cg, plane, p.oh, p.ow, p.sh * g.row_step(), tap_offsets(p, g), {}});
+  for (int64_t gi = 0; gi < p.groups; ++gi) groups[gi].pack([&](int64_t r, int64_t k) { return w[(gi * kg + r) * crs + k]; });
+  run_items<T>(p.n * p.groups, cg * plane, [&](int64_t it, T* buf, bool split) {
+    const int64_t n = it / p.groups, gi = it % p.groups;
+    const T* xg = x + (n * p.c + gi * cg) * p.h * p.w;
+#pragma omp parallel for if (split) num_threads(threads_for(cg * plane)) schedule(static)
+    for (int64_t ci = 0; ci < cg; ++ci) fill_plane(p, g, spans.data(), xg + ci * p.h * p.w, buf + ci * plane);
+    groups[gi].run(buf, b ? b + gi * kg : nullptr, y + (n * p.k + gi * kg) * pos, pos, split);
+  });
+}
+
+template bool implicit_suits<float>(const ConvParams&);
+template bool implicit_suits<double>(const ConvParams&);
+template void implicit_forward<float>(const ConvParams&, const float*, const float*, const float*, float*);
+template void implicit_forward<double>(const ConvParams&, const double*, const double*, const double*, double*);
+
+}  // namespace dk::cpu::DK_ISA_NS
