@@ -31,8 +31,11 @@
 // flipped and transposed within each group, padded by d * (r - 1) - pad (a
 // crop where negative), so it takes the same paths, Winograd included: a
 // gather, with no col2im scatter. With stride > 1: thin groups scatter
-// directly, the rest computes dcol = W_g^T dY_g per tile (GEMM) and col2im
-// adds it into dx.
+// directly; when dx's rows split into stride phases of whole vectors
+// (ResNet stride 2) each phase is a stride-1 implicit GEMM over dy
+// (conv_implicit.cpp), one core 14.9 -> 13.0 ms: the col2im scatter (scalar
+// at stride 2) and zeroing of dx took a fifth of the time; the rest computes
+// dcol = W_g^T dY_g per tile (GEMM) and col2im adds it into dx.
 // Backward weight: Winograd's for its shapes, direct for thin groups, else
 // dW_g (kg x crs) = sum over images of dY_g col_g^T (GEMM, trans_b: the engine
 // transposes col while packing it). When kChunks partial sums of dW fit in
@@ -315,6 +318,7 @@ void backward_data(const ConvParams& p, const T* dy, const T* w, T* dx) {
     return forward(q, dy, wt.data(), static_cast<const T*>(nullptr), dx);
   }
   if (use_direct<T>(p)) return direct_backward_data(p, dy, w, dx);
+  if (implicit_suits_data<T>(p)) return implicit_backward_data(p, dy, w, dx);
   // Per (image, group): dx_g = 0, then per tile col = W_g^T dY_g (crs x cols) and col2im.
   // The tiles of an image overlap in dx, so an item is a whole image and group.
   const int64_t cols = tile_cols(g.crs, g.pos, kTileBytes, sizeof(T));

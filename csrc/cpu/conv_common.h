@@ -68,6 +68,35 @@ inline void copy_over(T* d, const T* s, int64_t n, int64_t stride) {
   }
 }
 
+// lo, hi = a and b interleaved: a0 b0 a1 b1 ... (lo: the first width values).
+#if defined(__AVX512F__)
+inline void interleave(Vec<float> a, Vec<float> b, Vec<float>& lo, Vec<float>& hi) {
+  lo = _mm512_permutex2var_ps(a.v, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b.v);
+  hi = _mm512_permutex2var_ps(a.v, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b.v);
+}
+inline void interleave(Vec<double> a, Vec<double> b, Vec<double>& lo, Vec<double>& hi) {
+  lo = _mm512_permutex2var_pd(a.v, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), b.v);
+  hi = _mm512_permutex2var_pd(a.v, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), b.v);
+}
+#elif defined(__AVX2__)
+inline void interleave(Vec<float> a, Vec<float> b, Vec<float>& lo, Vec<float>& hi) {
+  __m256 t0 = _mm256_unpacklo_ps(a.v, b.v), t1 = _mm256_unpackhi_ps(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
+  lo = _mm256_permute2f128_ps(t0, t1, 0x20);
+  hi = _mm256_permute2f128_ps(t0, t1, 0x31);
+}
+inline void interleave(Vec<double> a, Vec<double> b, Vec<double>& lo, Vec<double>& hi) {
+  __m256d t0 = _mm256_unpacklo_pd(a.v, b.v), t1 = _mm256_unpackhi_pd(a.v, b.v);  // a0 b0 | a2 b2
+  lo = _mm256_permute2f128_pd(t0, t1, 0x20);
+  hi = _mm256_permute2f128_pd(t0, t1, 0x31);
+}
+#else
+template <class T>
+inline void interleave(Vec<T> a, Vec<T> b, Vec<T>& lo, Vec<T>& hi) {
+  lo = a;
+  hi = b;
+}
+#endif
+
 // d[i * stride] += s[i], i < n.
 template <class T>
 inline void add_strided(T* d, const T* s, int64_t n, int64_t stride) {
@@ -226,5 +255,10 @@ template <class T>
 bool implicit_suits(const ConvParams& p);
 template <class T>
 void implicit_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y);
+// Its backward data for strides > 1, by stride phases, and the shapes it takes.
+template <class T>
+bool implicit_suits_data(const ConvParams& p);
+template <class T>
+void implicit_backward_data(const ConvParams& p, const T* dy, const T* w, T* dx);
 
 }  // namespace dk::cpu::DK_ISA_NS
