@@ -53,6 +53,10 @@ CASES = [
     ((2, 4, 9, 16), (10, 4, 3, 3), (2, 1), 1, 1, 1),       # implicit, stride along rows only
     ((1, 3, 31, 64), (12, 3, 3, 3), 2, 1, 1, 1),           # implicit, two vectors per output row and more
     ((2, 7, 20, 32), (9, 7, 1, 1), 2, 0, 1, 1),            # implicit 1x1 stride 2
+    ((2, 6, 17, 19), (32, 6, 3, 3), 2, 1, 1, 1),           # implicit weight gradient, odd sizes
+    ((3, 8, 16, 16), (64, 2, 3, 3), 2, 1, 1, 4),           # implicit weight gradient: groups, 3 chunks
+    ((2, 4, 21, 23), (16, 4, 5, 5), 3, 2, 2, 1),           # implicit weight gradient: dilation, stride 3
+    ((1, 3, 20, 19), (48, 3, 3, 3), (1, 2), (0, 1), 1, 1),  # implicit weight gradient, batch 1
 ]
 
 
@@ -171,7 +175,8 @@ def test_thread_counts_and_strided_inputs_give_identical_results():
     old = deepkern.get_num_threads()
     cases = [((4, 6, 20, 20), (8, 6, 3, 3), 1, 1, 1, 1), ((4, 8, 21, 19), (8, 1, 3, 3), 2, 1, 1, 8),
              ((1, 32, 24, 24), (16, 32, 3, 3), 2, 1, 1, 1), ((16, 8, 12, 12), (8, 8, 1, 1), 1, 0, 1, 1),
-             ((3, 32, 14, 13), (32, 32, 3, 3), 1, 1, 1, 1), ((1, 40, 20, 32), (20, 40, 3, 3), 2, 1, 1, 1)]
+             ((3, 32, 14, 13), (32, 32, 3, 3), 1, 1, 1, 1), ((1, 40, 20, 32), (20, 40, 3, 3), 2, 1, 1, 1),
+             ((2, 12, 18, 17), (48, 12, 3, 3), 2, 1, 1, 1)]
     try:
         for case in cases:
             kw = _args(case)

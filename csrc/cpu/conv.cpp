@@ -36,7 +36,11 @@
 // (conv_implicit.cpp), one core 14.9 -> 13.0 ms: the col2im scatter (scalar
 // at stride 2) and zeroing of dx took a fifth of the time; the rest computes
 // dcol = W_g^T dY_g per tile (GEMM) and col2im adds it into dx.
-// Backward weight: Winograd's for its shapes, direct for thin groups, else
+// Backward weight: Winograd's for its shapes, direct for thin groups; with
+// stride > 1 and output channels that fill vectors, conv_implicit.cpp's, which
+// broadcasts col's elements from the plane buffers against vectors of output
+// channels of dy (one core 16.0 -> 14.7 ms on ResNet stride 2: im2col and the
+// engine's transposes of col, a quarter of the time, are gone); else
 // dW_g (kg x crs) = sum over images of dY_g col_g^T (GEMM, trans_b: the engine
 // transposes col while packing it). When kChunks partial sums of dW fit in
 // kPartialBytes, the batch is cut into kChunks chunks summed by the threads
@@ -72,8 +76,6 @@ namespace {
 constexpr int64_t kTileBytes = int64_t(768) << 10;
 constexpr int64_t kWeightTileBytes = int64_t(4) << 20;  // backward weight: each tile is a pass over dW
 constexpr int64_t kTileAlign = 32;                      // tile widths: whole B strips of the micro-kernel
-constexpr int64_t kChunks = 8;                          // partial sums of dW (a constant: thread-count free)
-constexpr int64_t kPartialBytes = int64_t(8) << 20;
 constexpr int64_t kDirectOutputs = 8;  // at most this many outputs per group: direct kernels (use_direct)
 
 struct Geometry {
@@ -285,7 +287,7 @@ template <class T>
 bool use_direct(const ConvParams& p) {
   const int64_t cg = p.c / p.groups, kg = p.k / p.groups;
   const bool thin = cg == 1 || (kg <= kDirectOutputs && 2 * p.ow >= round_up(p.ow, Vec<T>::width));
-  return thin && plane_elems(p) <= 4.0 * double(p.h * p.w + p.oh * p.ow) + 65536.0;
+  return thin && plane_buffer_compact(p);
 }
 
 template <class T>
@@ -429,6 +431,7 @@ void backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw, T* db)
   if (use_direct<T>(p)) return direct_backward_weight(p, dy, x, dw);
   if (winograd_suits<T>(p)) return winograd_backward_weight(p, dy, x, dw);
   if (channels_suit_weight<T>(p)) return channels_backward_weight(p, dy, x, dw);
+  if (implicit_suits_weight<T>(p)) return implicit_backward_weight(p, dy, x, dw);
   backward_weight_gemm(p, dy, x, dw);
 }
 

@@ -142,6 +142,11 @@ void parallel_items(int64_t items, int threads, int64_t buf_size, F&& f) {
   if (error) std::rethrow_exception(error);
 }
 
+// Weight gradients sum the batch in kChunks chunks (a constant: the sums do not
+// depend on the thread count) when the chunks' partial sums fit in kPartialBytes.
+constexpr int64_t kChunks = 8;
+constexpr int64_t kPartialBytes = int64_t(8) << 20;
+
 // Whether `items` whole items keep `threads` threads about equally busy.
 inline bool enough_items(int64_t items, int threads) {
   return items >= threads && (items >= 4 * int64_t(threads) || items % threads == 0);
@@ -221,6 +226,12 @@ inline double plane_elems(const ConvParams& p) {
          double(p.ow + (p.s - 1) * p.dw / p.sw);
 }
 
+// Whether p's plane buffer is not much larger than the planes themselves (huge
+// strides or dilations make it so): the kernels that use it require this.
+inline bool plane_buffer_compact(const ConvParams& p) {
+  return plane_elems(p) <= 4.0 * double(p.h * p.w + p.oh * p.ow) + 65536.0;
+}
+
 // Direct kernels for thin groups (conv_direct.cpp): correct for any ConvParams,
 // picked by conv.cpp for depthwise and few-output groups; direct_backward_data
 // serves any stride, conv.cpp uses it for stride > 1.
@@ -260,5 +271,10 @@ template <class T>
 bool implicit_suits_data(const ConvParams& p);
 template <class T>
 void implicit_backward_data(const ConvParams& p, const T* dy, const T* w, T* dx);
+// Its weight gradient, vectorised over output channels, and the shapes it takes.
+template <class T>
+bool implicit_suits_weight(const ConvParams& p);
+template <class T>
+void implicit_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw);
 
 }  // namespace dk::cpu::DK_ISA_NS

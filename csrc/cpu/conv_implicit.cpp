@@ -41,6 +41,44 @@ constexpr int kMR = GemmBlocking<T>::mr;
 template <class T>
 constexpr int kNV = GemmBlocking<T>::nv;
 
+// The two kernels' register block: ROWS x NV vectors of accumulators, each step
+// acc[r][v] += a(r) * b[v], then stored to C (row stride ldc) + C when add,
+// + bias[r] when bias.
+template <class T, int ROWS, int NV>
+struct Block {
+  Vec<T> acc[ROWS][NV];
+
+  __attribute__((always_inline)) Block() {
+#pragma GCC unroll 64
+    for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = Vec<T>(T(0));
+  }
+
+  template <class A>
+  __attribute__((always_inline)) void step(const Vec<T> (&b)[NV], A&& a) {
+#pragma GCC unroll 64
+    for (int r = 0; r < ROWS; ++r) {
+      const Vec<T> ar(a(r));
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, b[v], acc[r][v]);
+    }
+  }
+
+  __attribute__((always_inline)) void store(T* c, int64_t ldc, bool add, const T* bias) const {
+    constexpr int W = Vec<T>::width;
+#pragma GCC unroll 64
+    for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        Vec<T> s = acc[r][v];
+        if (add) s = s + Vec<T>::load(c + r * ldc + v * W);
+        if (bias) s = s + Vec<T>(bias[r]);
+        s.store(c + r * ldc + v * W);
+      }
+  }
+};
+
 // C rows [0, ROWS) x vectors [0, NV) (row stride ldc, vectors W apart) = sum over
 // ci < chans, t < ntaps of a[(ci * ntaps + t) * MR + row] * b[ci * plane +
 // taps[t] + boff[v]] (+ C when add, + bias[row] when bias).
@@ -50,11 +88,7 @@ __attribute__((noinline)) void tap_kernel(int64_t chans, int64_t plane, const in
                                           int64_t ldc, const T* bias, bool add) {
   using V = Vec<T>;
   constexpr int W = V::width, MR = kMR<T>;
-  V acc[ROWS][NV];
-#pragma GCC unroll 64
-  for (int i = 0; i < ROWS; ++i)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[i][v] = V(T(0));
+  Block<T, ROWS, NV> acc;
   const T* bp[NV];
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) bp[v] = b + boff[v];
@@ -65,49 +99,91 @@ __attribute__((noinline)) void tap_kernel(int64_t chans, int64_t plane, const in
       V bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) bv[v] = V::load(bp[v] + o);
-#pragma GCC unroll 64
-      for (int i = 0; i < ROWS; ++i) {
-        const V ai(a[i]);
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[i][v] = fma(ai, bv[v], acc[i][v]);
-      }
+      acc.step(bv, [&](int r) { return a[r]; });
       a += MR;
     }
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) bp[v] += plane;
   }
-#pragma GCC unroll 64
-  for (int i = 0; i < ROWS; ++i)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      V r = acc[i][v];
-      if (add) r = r + V::load(c + i * ldc + v * W);
-      if (bias) r = r + V(bias[i]);
-      r.store(c + i * ldc + v * W);
-    }
+  acc.store(c, ldc, add, bias);
 }
 
 template <class T>
 using TapKernel = void (*)(int64_t, int64_t, const int64_t*, int64_t, const T*, const T*, const int64_t*, T*, int64_t,
                            const T*, bool);
 
-template <class T, int ROWS, int... NVs>
-constexpr auto tap_row(std::integer_sequence<int, NVs...>) {
-  return std::array<TapKernel<T>, sizeof...(NVs)>{&tap_kernel<T, ROWS, NVs + 1>...};
+// Kernel tables: K::at<rows, nv>() for rows in [1, ROWS], nv in [1, NV], built at
+// compile time and indexed [rows - 1][nv - 1].
+template <class K, int ROWS, int... NVs>
+constexpr auto kernel_row(std::integer_sequence<int, NVs...>) {
+  return std::array{K::template at<ROWS, NVs + 1>()...};
 }
 
-template <class T, int... Rs>
-constexpr auto tap_table(std::integer_sequence<int, Rs...>) {
-  return std::array<std::array<TapKernel<T>, kNV<T>>, sizeof...(Rs)>{
-      tap_row<T, Rs + 1>(std::make_integer_sequence<int, kNV<T>>{})...};
+template <class K, int NV, int... Rs>
+constexpr auto kernel_table(std::integer_sequence<int, Rs...>) {
+  return std::array{kernel_row<K, Rs + 1>(std::make_integer_sequence<int, NV>{})...};
 }
 
-// tap_kernel<T, rows, nv> for run-time rows in [1, MR], nv in [1, NV].
-template <class T>
-TapKernel<T> tap_kernel_for(int64_t rows, int64_t nv) {
-  static constexpr auto table = tap_table<T>(std::make_integer_sequence<int, kMR<T>>{});
+// K::at<rows, nv>() for run-time rows in [1, ROWS], nv in [1, NV].
+template <class K, int ROWS, int NV>
+auto kernel_for(int64_t rows, int64_t nv) {
+  static constexpr auto table = kernel_table<K, NV>(std::make_integer_sequence<int, ROWS>{});
   return table[rows - 1][nv - 1];
 }
+
+template <class T>
+struct TapKernels {
+  template <int ROWS, int NV>
+  static constexpr TapKernel<T> at() { return &tap_kernel<T, ROWS, NV>; }
+};
+
+// The weight gradient's register block: kWRows rows of dW^T (input channel and
+// tap pairs, one pointer each) x kWVecs vectors of output channels.
+#if defined(__AVX512F__)
+constexpr int kWRows = 6, kWVecs = 4;  // 24 accumulators + 4 dy vectors + a broadcast
+#elif defined(__AVX2__)
+constexpr int kWRows = 6, kWVecs = 2;  // 12 + 2 + 1 of 16 ymm
+#else
+constexpr int kWRows = 4, kWVecs = 4;
+#endif
+
+// C rows [0, ROWS) x vectors [0, NV) (row stride ldc, + C when add) = sum over
+// outputs (i, j) of a[r][i * row + j] * dyt[(i * ow + j) * ld + v * W]: row r's
+// input at the tap of (i, j), broadcast, times the gradients of NV * W output
+// channels at (i, j).
+template <class T, int ROWS, int NV>
+__attribute__((noinline)) void weight_kernel(const T* const* a, int64_t oh, int64_t ow, int64_t row,
+                                             const T* __restrict dyt, int64_t ld, T* __restrict c, int64_t ldc,
+                                             bool add) {
+  using V = Vec<T>;
+  constexpr int W = V::width;
+  Block<T, ROWS, NV> acc;
+  const T* ap[ROWS];
+#pragma GCC unroll 64
+  for (int r = 0; r < ROWS; ++r) ap[r] = a[r];
+  for (int64_t i = 0; i < oh; ++i) {
+#pragma GCC unroll 2
+    for (int64_t j = 0; j < ow; ++j) {
+      V bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) bv[v] = V::load(dyt + v * W);
+      acc.step(bv, [&](int r) { return ap[r][j]; });
+      dyt += ld;
+    }
+#pragma GCC unroll 64
+    for (int r = 0; r < ROWS; ++r) ap[r] += row;
+  }
+  acc.store(c, ldc, add, nullptr);
+}
+
+template <class T>
+using WeightKernel = void (*)(const T* const*, int64_t, int64_t, int64_t, const T*, int64_t, T*, int64_t, bool);
+
+template <class T>
+struct WeightKernels {
+  template <int ROWS, int NV>
+  static constexpr WeightKernel<T> at() { return &weight_kernel<T, ROWS, NV>; }
+};
 
 // A product out (m x ow * oh positions) = A (m x chans * taps) B, B's row (ci, t)
 // for the W positions from q (a multiple of W; (i, j) = (q / ow, q % ow)) at
@@ -140,7 +216,7 @@ struct TapGemm {
       for (int64_t v = 0; v < nv; ++v) boff[v] = (v0 + v) * W / ow * row + (v0 + v) * W % ow;
       for (int64_t c0 = 0; c0 < chans; c0 += kChunk)
         for (int64_t m0 = 0; m0 < m; m0 += MR)
-          tap_kernel_for<T>(std::min<int64_t>(MR, m - m0), nv)(
+          kernel_for<TapKernels<T>, kMR<T>, kNV<T>>(std::min<int64_t>(MR, m - m0), nv)(
               std::min(kChunk, chans - c0), plane, taps.data(), ntaps, a.data() + m0 * depth + c0 * ntaps * MR,
               buf + c0 * plane, boff, out + m0 * ldc + v0 * W, ldc, c0 == 0 && bias ? bias + m0 : nullptr, c0 > 0);
     };
@@ -157,7 +233,7 @@ struct TapGemm {
 
 template <class T>
 bool implicit_suits(const ConvParams& p) {
-  return (p.sh > 1 || p.sw > 1) && p.ow % Vec<T>::width == 0 &&
+  return (p.sh > 1 || p.sw > 1) && p.ow % Vec<T>::width == 0 && plane_buffer_compact(p) &&
          double(p.c / p.groups) * plane_elems(p) * sizeof(T) <= kPlaneBytes;
 }
 
@@ -278,6 +354,70 @@ void implicit_backward_data(const ConvParams& p, const T* dy, const T* w, T* dx)
   });
 }
 
+// The weight gradient, vectorised over output channels: dW_g^T (crs x kg) = sum
+// over images of col_g dY_g^T, col's row (ci, a, b) read (broadcast) from the
+// plane buffers as the forward reads it, dY_g transposed once per image to
+// (positions x kg, padded to whole vectors). im2col and the GEMM engine's
+// transposing of col (trans_b) took a quarter of ResNet stride 2's weight
+// gradient. The batch is summed in kChunks chunks, each into its own dW^T,
+// added in chunk order and transposed into dw at the end.
+template <class T>
+bool implicit_suits_weight(const ConvParams& p) {
+  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, kgp = round_up(kg, Vec<T>::width);
+  return (p.sh > 1 || p.sw > 1) && 4 * kgp <= 5 * kg && plane_buffer_compact(p) &&
+         double(cg) * plane_elems(p) * sizeof(T) <= kPlaneBytes &&
+         double(kChunks) * double(p.groups * cg * p.r * p.s * kgp) * sizeof(T) <= double(kPartialBytes);
+}
+
+template <class T>
+void implicit_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw) {
+  using V = Vec<T>;
+  constexpr int W = V::width;
+  const PlaneBuffer g = plane_buffer(p);
+  const int64_t cg = p.c / p.groups, kg = p.k / p.groups, kgp = round_up(kg, W), rs = p.r * p.s, crs = cg * rs;
+  const int64_t pos = p.oh * p.ow, plane = g.size() + W;  // fill_plane writes up to a vector past a buffer
+  const std::vector<Span> spans = phase_spans(p, g);
+  const std::vector<int64_t> taps = tap_offsets(p, g);
+  const int64_t chunks = std::min(p.n, kChunks), part = p.groups * crs * kgp;
+  T* parts = scratch<T>(3, chunks * part);
+  run_items<T>(chunks, cg * plane + pos * kgp, [&](int64_t ch, T* buf, bool split) {
+    T* dyt = buf + cg * plane;
+    const int64_t n0 = p.n * ch / chunks, n1 = p.n * (ch + 1) / chunks;
+    for (int64_t gi = 0; gi < p.groups; ++gi)
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* xg = x + (n * p.c + gi * cg) * p.h * p.w;
+#pragma omp parallel for if (split) num_threads(threads_for(cg * plane)) schedule(static)
+        for (int64_t ci = 0; ci < cg; ++ci) fill_plane(p, g, spans.data(), xg + ci * p.h * p.w, buf + ci * plane);
+        pack_strip_transpose(dy + (n * p.k + gi * kg) * pos, pos, kg, pos, dyt, kgp);
+        T* out = parts + ch * part + gi * crs * kgp;
+#pragma omp parallel for if (split) num_threads(threads_for(crs * kgp * pos / 64)) schedule(static)
+        for (int64_t e0 = 0; e0 < crs; e0 += kWRows) {
+          const int64_t rows = std::min<int64_t>(kWRows, crs - e0);
+          const T* a[kWRows];
+          for (int64_t r = 0; r < rows; ++r) a[r] = buf + (e0 + r) / rs * plane + taps[(e0 + r) % rs];
+          for (int64_t k0 = 0; k0 < kgp; k0 += kWVecs * W)
+            kernel_for<WeightKernels<T>, kWRows, kWVecs>(rows, std::min<int64_t>(kWVecs, (kgp - k0) / W))(
+                a, p.oh, p.ow, p.sh * g.row_step(), dyt + k0, kgp, out + e0 * kgp + k0, kgp, n > n0);
+        }
+      }
+  });
+  // parts[0] += the other chunks in order, then dw_g = its transpose.
+  const int64_t block = 1024;
+#pragma omp parallel for num_threads(threads_for(chunks * part)) schedule(static)
+  for (int64_t e0 = 0; e0 < part; e0 += block)
+    for (int64_t e = e0; e < std::min(part, e0 + block); e += W) {
+      V sum = V::load(parts + e, part - e);
+      for (int64_t ch = 1; ch < chunks; ++ch) sum = sum + V::load(parts + ch * part + e, part - e);
+      sum.store(parts + e, part - e);
+    }
+  for (int64_t gi = 0; gi < p.groups; ++gi)
+    pack_strip_transpose(parts + gi * crs * kgp, kgp, crs, kg, dw + gi * kg * crs, crs);
+}
+
+template bool implicit_suits_weight<float>(const ConvParams&);
+template bool implicit_suits_weight<double>(const ConvParams&);
+template void implicit_backward_weight<float>(const ConvParams&, const float*, const float*, float*);
+template void implicit_backward_weight<double>(const ConvParams&, const double*, const double*, double*);
 template bool implicit_suits_data<float>(const ConvParams&);
 template bool implicit_suits_data<double>(const ConvParams&);
 template void implicit_backward_data<float>(const ConvParams&, const float*, const float*, float*);

@@ -230,7 +230,6 @@ void winograd_forward(const ConvParams& p, const T* x, const T* w, const T* b, T
 template <class T>
 void winograd_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw) {
   using V = Vec<T>;
-  constexpr int64_t kChunks = 8, kPartialBytes = int64_t(8) << 20;
   const Blocking bk = blocking(p);
   const int64_t ld = bk.tiles(), rows = 4 * row_len(bk, V::width), kc = p.k * p.c;
   const int threads = get_num_threads();
