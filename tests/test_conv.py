@@ -45,6 +45,7 @@ CASES = [
     ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),           # LeNet c2: vectors of output channels
     ((2, 3, 13, 11), (32, 3, 3, 2), (2, 1), (1, 2), (1, 2), 1),  # output-channel vectors: stride, dilation
     ((2, 4, 9, 30), (32, 2, 3, 3), 1, "same", 1, 2),       # output-channel vectors: groups, runs per row
+    ((2, 3, 15, 12), (16, 3, 3, 3), (2, 1), 0, (2, 1), 1),  # output-channel vectors, input read in place
     ((1, 40, 40, 41), (4, 40, 3, 3), 1, 1, 1, 1),          # direct, input channels in two chunks
     ((2, 8, 32, 32), (20, 8, 3, 3), 2, 1, 1, 1),           # implicit GEMM: stride 2, rows of whole vectors
     ((1, 5, 32, 31), (18, 5, 3, 3), 2, 1, 1, 1),           # implicit, batch 1: tiles split over threads
