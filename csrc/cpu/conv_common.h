@@ -97,6 +97,12 @@ inline void interleave(Vec<T> a, Vec<T> b, Vec<T>& lo, Vec<T>& hi) {
 }
 #endif
 
+// Asks for the cache lines of a[0 .. n) (a plane to be read next).
+template <class T>
+inline void prefetch(const T* a, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64 / int64_t(sizeof(T))) __builtin_prefetch(a + i);
+}
+
 // d[i * stride] += s[i], i < n.
 template <class T>
 inline void add_strided(T* d, const T* s, int64_t n, int64_t stride) {
