@@ -1,9 +1,10 @@
 """conv2d and conv2d_backward: against the float64 reference and torch on every class
 of stride / padding / dilation / groups, the shapes that take each algorithm (direct
 depthwise, 1x1 GEMM, im2col tiles, stride-1 backward as a convolution, col2im,
-batch-chunked and image-by-image weight gradients), float64 finite differences,
-thread-count invariance, bad arguments, and the Conv2d module. CI runs this file
-under every DEEPKERN_ISA."""
+batch-chunked and image-by-image weight gradients, output-channel vectors, the
+strided implicit GEMM and its phase-split backward data and weight gradient),
+float64 finite differences, thread-count invariance, bad arguments, and the Conv2d
+module. CI runs this file under every DEEPKERN_ISA."""
 import numpy as np
 import pytest
 

@@ -14,11 +14,15 @@
 //   and VGG's 3x3 layers): Winograd F(2x2, 3x3), conv_winograd.cpp, 2.25x
 //   fewer multiplies; measured on one core 1.7x the im2col path's speed, which
 //   already ran at 85% of the FMA peak (and about 0.85x PyTorch on VGG).
+// - output channels in whole vectors on short output rows (LeNet's second
+//   layer): vectors of output channels, conv_channels.cpp, where im2col's
+//   10-value segments cost as much as the GEMM.
 // - stride > 1 with output rows of whole vectors (ResNet's 3x3 stride-2 layer):
 //   implicit GEMM, conv_implicit.cpp: the GEMM's micro-kernel reading its B rows
 //   from padded, phase-split copies of the input planes instead of from col.
 //   im2col's 16-value stride-2 segments took a seventh of that layer's forward;
-//   one core, 12.7 -> 12.1 ms (82% -> 86% of the FMA peak).
+//   one core, 12.7 -> 12.1 ms (82% -> 86% of the FMA peak). Channels per pass
+//   over a tile (kChunk) from 16 to 64 measured the same.
 // - 1x1, stride 1, no padding: col is the image itself, Y_g = W_g X_g is a
 //   plain GEMM on the arrays, no copy.
 // - everything else: im2col in tiles. A tile is col's columns for `cols`
@@ -40,7 +44,9 @@
 // stride > 1 and output channels that fill vectors, conv_implicit.cpp's, which
 // broadcasts col's elements from the plane buffers against vectors of output
 // channels of dy (one core 16.0 -> 14.7 ms on ResNet stride 2: im2col and the
-// engine's transposes of col, a quarter of the time, are gone); else
+// engine's transposes of col, a quarter of the time, are gone; register
+// blocks of 12 x 2, 8 x 3 and 4 x 6 vectors and blocking the positions so a
+// strip of dy stays in L1 measured the same as 6 x 4); else
 // dW_g (kg x crs) = sum over images of dY_g col_g^T (GEMM, trans_b: the engine
 // transposes col while packing it). When kChunks partial sums of dW fit in
 // kPartialBytes, the batch is cut into kChunks chunks summed by the threads
@@ -72,7 +78,8 @@ namespace dk::cpu::DK_ISA_NS {
 namespace {
 
 // A forward / backward-data tile: most of a 1 MiB L2. ResNet stride 2's whole
-// image (576 x 256) ran 4% faster than halves of it (384 KiB).
+// image (576 x 256), when that layer ran through im2col, was 4% faster than
+// halves of it (384 KiB).
 constexpr int64_t kTileBytes = int64_t(768) << 10;
 constexpr int64_t kWeightTileBytes = int64_t(4) << 20;  // backward weight: each tile is a pass over dW
 constexpr int64_t kTileAlign = 32;                      // tile widths: whole B strips of the micro-kernel
