@@ -388,7 +388,11 @@ void implicit_backward_weight(const ConvParams& p, const T* dy, const T* x, T* d
         const T* xg = x + (n * p.c + gi * cg) * p.h * p.w;
 #pragma omp parallel for if (split) num_threads(threads_for(cg * plane)) schedule(static)
         for (int64_t ci = 0; ci < cg; ++ci) fill_plane(p, g, spans.data(), xg + ci * p.h * p.w, buf + ci * plane);
-        pack_strip_transpose(dy + (n * p.k + gi * kg) * pos, pos, kg, pos, dyt, kgp);
+        // dy_g^T in blocks of kWVecs vectors of channels, (block, position, channel):
+        // each kernel call streams one contiguous block.
+        for (int64_t k0 = 0; k0 < kg; k0 += kWVecs * W)
+          pack_strip_transpose(dy + (n * p.k + gi * kg + k0) * pos, pos, std::min<int64_t>(kWVecs * W, kg - k0), pos,
+                               dyt + k0 * pos, std::min<int64_t>(kWVecs * W, kgp - k0));
         T* out = parts + ch * part + gi * crs * kgp;
 #pragma omp parallel for if (split) num_threads(threads_for(crs * kgp * pos / 64)) schedule(static)
         for (int64_t e0 = 0; e0 < crs; e0 += kWRows) {
@@ -397,7 +401,8 @@ void implicit_backward_weight(const ConvParams& p, const T* dy, const T* x, T* d
           for (int64_t r = 0; r < rows; ++r) a[r] = buf + (e0 + r) / rs * plane + taps[(e0 + r) % rs];
           for (int64_t k0 = 0; k0 < kgp; k0 += kWVecs * W)
             kernel_for<WeightKernels<T>, kWRows, kWVecs>(rows, std::min<int64_t>(kWVecs, (kgp - k0) / W))(
-                a, p.oh, p.ow, p.sh * g.row_step(), dyt + k0, kgp, out + e0 * kgp + k0, kgp, n > n0);
+                a, p.oh, p.ow, p.sh * g.row_step(), dyt + k0 * pos, std::min<int64_t>(kWVecs * W, kgp - k0),
+                out + e0 * kgp + k0, kgp, n > n0);
         }
       }
   });
