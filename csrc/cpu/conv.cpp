@@ -21,8 +21,7 @@
 //   implicit GEMM, conv_implicit.cpp: the GEMM's micro-kernel reading its B rows
 //   from padded, phase-split copies of the input planes instead of from col.
 //   im2col's 16-value stride-2 segments took a seventh of that layer's forward;
-//   one core, 12.7 -> 12.1 ms (82% -> 86% of the FMA peak). Channels per pass
-//   over a tile (kChunk) from 16 to 64 measured the same.
+//   one core, 12.7 -> 12.1 ms (82% -> 86% of the FMA peak).
 // - 1x1, stride 1, no padding: col is the image itself, Y_g = W_g X_g is a
 //   plain GEMM on the arrays, no copy.
 // - everything else: im2col in tiles. A tile is col's columns for `cols`

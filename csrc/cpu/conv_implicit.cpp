@@ -13,9 +13,12 @@
 // positions, 2.25x the input) in 16-value segments, about a seventh of the
 // forward time on one core; the buffers hold 1.1x the input, copied in rows.
 // The buffers of all cg channels (287 KiB for ResNet's layer) and the packed
-// weight stay in L2; the channels are taken kChunk at a time so the B rows of
-// one tile stay in L1 while the MR-row strips of the weight sweep over them,
-// C (kg x NV vectors) reloaded once per chunk.
+// weight stay in L2; the channels are taken a chunk at a time (kChunkSteps
+// k steps: 32 channels of 3x3 taps) so the B rows of one tile stay in L1
+// while the MR-row strips of the weight sweep over them, C (kg x NV vectors)
+// reloaded once per chunk. From 16 to 64 channels of 3x3 measured the same;
+// the backward data's phases of 1 and 2 taps take more channels per chunk,
+// as their C reloads would otherwise cost 3-6%.
 // Threads: (image, group) items as conv.cpp's run_items; with too few items,
 // the tiles of one item are spread over the threads. Either way each output is
 // the same sum in the same order, so results do not depend on the thread count.
@@ -31,8 +34,8 @@
 namespace dk::cpu::DK_ISA_NS {
 namespace {
 
-// Input channels per pass over a tile (see the top).
-constexpr int64_t kChunk = 32;
+// k steps (input channels x taps) per pass over a tile (see the top).
+constexpr int64_t kChunkSteps = 288;
 // The plane buffers of a group's channels must fit in L2 next to the weight.
 constexpr double kPlaneBytes = double(512 << 10);
 
@@ -210,14 +213,15 @@ struct TapGemm {
     constexpr int W = Vec<T>::width, MR = kMR<T>, NV = kNV<T>;
     const int64_t ntaps = static_cast<int64_t>(taps.size()), depth = chans * ntaps;
     const int64_t vecs = oh * ow / W, tiles = (vecs + NV - 1) / NV;
+    const int64_t chunk = std::max<int64_t>(1, kChunkSteps / ntaps);  // channels per pass over a tile
     auto tile = [&](int64_t tt) {
       const int64_t v0 = tt * NV, nv = std::min<int64_t>(NV, vecs - v0);
       int64_t boff[NV];
       for (int64_t v = 0; v < nv; ++v) boff[v] = (v0 + v) * W / ow * row + (v0 + v) * W % ow;
-      for (int64_t c0 = 0; c0 < chans; c0 += kChunk)
+      for (int64_t c0 = 0; c0 < chans; c0 += chunk)
         for (int64_t m0 = 0; m0 < m; m0 += MR)
           kernel_for<TapKernels<T>, kMR<T>, kNV<T>>(std::min<int64_t>(MR, m - m0), nv)(
-              std::min(kChunk, chans - c0), plane, taps.data(), ntaps, a.data() + m0 * depth + c0 * ntaps * MR,
+              std::min(chunk, chans - c0), plane, taps.data(), ntaps, a.data() + m0 * depth + c0 * ntaps * MR,
               buf + c0 * plane, boff, out + m0 * ldc + v0 * W, ldc, c0 == 0 && bias ? bias + m0 : nullptr, c0 > 0);
     };
     if (!split) {
