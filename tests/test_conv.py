@@ -54,7 +54,7 @@ CASES = [
     ((2, 6, 33, 48), (30, 3, 5, 3), 3, (2, 1), (1, 2), 2), # implicit: groups, dilation, stride 3
     ((2, 4, 9, 16), (10, 4, 3, 3), (2, 1), 1, 1, 1),       # implicit, stride along rows only
     ((1, 3, 31, 64), (12, 3, 3, 3), 2, 1, 1, 1),           # implicit, two vectors per output row and more
-    ((2, 7, 20, 32), (9, 7, 1, 1), 2, 0, 1, 1),            # implicit 1x1 stride 2
+    ((2, 7, 20, 32), (9, 7, 1, 1), 2, 0, 1, 1),            # 1x1 stride 2, rows of whole vectors: im2col
     ((2, 6, 17, 19), (32, 6, 3, 3), 2, 1, 1, 1),           # implicit weight gradient, odd sizes
     ((3, 8, 16, 16), (64, 2, 3, 3), 2, 1, 1, 4),           # implicit weight gradient: groups, 3 chunks
     ((2, 4, 21, 23), (16, 4, 5, 5), 3, 2, 2, 1),           # implicit weight gradient: dilation, stride 3

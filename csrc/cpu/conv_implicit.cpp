@@ -233,11 +233,15 @@ struct TapGemm {
   }
 };
 
+// The layers the implicit GEMM is for: strided, with more than one tap (a
+// strided 1x1's im2col is one strided copy per channel, and measured no slower).
+bool strided_taps(const ConvParams& p) { return (p.sh > 1 || p.sw > 1) && p.r * p.s > 1; }
+
 }  // namespace
 
 template <class T>
 bool implicit_suits(const ConvParams& p) {
-  return (p.sh > 1 || p.sw > 1) && p.ow % Vec<T>::width == 0 && plane_buffer_compact(p) &&
+  return strided_taps(p) && p.ow % Vec<T>::width == 0 && plane_buffer_compact(p) &&
          double(p.c / p.groups) * plane_elems(p) * sizeof(T) <= kPlaneBytes;
 }
 
@@ -270,7 +274,7 @@ void implicit_forward(const ConvParams& p, const T* x, const T* w, const T* b, T
 template <class T>
 bool implicit_suits_data(const ConvParams& p) {
   const double plane = double(p.oh + p.r * p.dh + 2) * double(p.ow + p.s * p.dw + 2);  // at least the buffer
-  return (p.sh > 1 || p.sw > 1) && p.w % (p.sw * Vec<T>::width) == 0 &&
+  return strided_taps(p) && p.w % (p.sw * Vec<T>::width) == 0 &&
          double(p.k / p.groups) * plane * sizeof(T) <= kPlaneBytes;
 }
 
@@ -368,7 +372,7 @@ void implicit_backward_data(const ConvParams& p, const T* dy, const T* w, T* dx)
 template <class T>
 bool implicit_suits_weight(const ConvParams& p) {
   const int64_t cg = p.c / p.groups, kg = p.k / p.groups, kgp = round_up(kg, Vec<T>::width);
-  return (p.sh > 1 || p.sw > 1) && 4 * kgp <= 5 * kg && plane_buffer_compact(p) &&
+  return strided_taps(p) && 4 * kgp <= 5 * kg && plane_buffer_compact(p) &&
          double(cg) * plane_elems(p) * sizeof(T) <= kPlaneBytes &&
          double(kChunks) * double(p.groups * cg * p.r * p.s * kgp) * sizeof(T) <= double(kPartialBytes);
 }
