@@ -60,6 +60,7 @@ CASES = [
     ((2, 4, 21, 23), (16, 4, 5, 5), 3, 2, 2, 1),           # implicit weight gradient: dilation, stride 3
     ((1, 3, 20, 19), (48, 3, 3, 3), (1, 2), (0, 1), 1, 1),  # implicit weight gradient, batch 1
     ((1, 8, 16, 32), (80, 8, 3, 3), 2, 1, 1, 1),           # implicit backward data, output channels in chunks
+    ((8, 144, 6, 5), (144, 144, 3, 3), 1, 1, 1, 1),        # Winograd weight gradient in fewer, larger chunks
 ]
 
 

@@ -224,9 +224,9 @@ void winograd_forward(const ConvParams& p, const T* x, const T* w, const T* b, T
 // dW = G^T [sum over tiles of (A dY A^T) . (B^T d B)] G per (k, c): the
 // forward's U = G g G^T is linear in g and Y = A^T (U . V) A in U. As 16 GEMMs,
 // Mw_e (k x c) += D_e (k x tiles) V_e^T, D the transformed gradient blocks;
-// the batch is summed in kChunks chunks when their partial Mw fit in
-// kPartialBytes (ResNet's 64 x 64), else in turn with each block split over the
-// threads (VGG's 256 x 256), as conv.cpp's GEMM weight gradient.
+// the batch is summed in chunks (kChunks, or fewer when their partial Mw would
+// pass kPartialBytes: ResNet's 64 x 64 takes 8, VGG's 256 x 256 2), else (one
+// chunk) in turn with each block split over the threads.
 template <class T>
 void winograd_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw) {
   using V = Vec<T>;
@@ -258,9 +258,16 @@ void winograd_backward_weight(const ConvParams& p, const T* dy, const T* x, T* d
         }
       }
   };
-  const int64_t chunks = std::min(p.n, kChunks), buf_size = vsize + dsize + rows * threads;
+  // kChunks chunks, halved while their partials pass kPartialBytes: VGG's 4 MiB
+  // Mw takes 2, which two threads sum independently. Splitting each block's
+  // GEMMs over the threads instead (one chunk) costs a fork and a barrier per
+  // GEMM: VGG's weight gradient on two cores took 31 to 58 ms from run to run
+  // (another process running), with two chunks 33 to 35 ms.
+  int64_t chunks = std::min(p.n, kChunks);
+  while (chunks > 1 && double(chunks - 1) * 16 * double(kc) * sizeof(T) > double(kPartialBytes)) chunks /= 2;
+  const int64_t buf_size = vsize + dsize + rows * threads;
   T* mw = scratch<T>(3, std::max<int64_t>(1, chunks) * 16 * kc);
-  if (chunks < 2 || double(chunks - 1) * 16 * double(kc) * sizeof(T) > double(kPartialBytes)) {
+  if (chunks < 2) {
     images(0, p.n, mw, true, scratch<T>(2, buf_size), true);
   } else {
     run_items<T>(chunks, buf_size, [&](int64_t ch, T* buf, bool split) {
