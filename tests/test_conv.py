@@ -1,9 +1,10 @@
 """conv2d and conv2d_backward: against the float64 reference and torch on every class
 of stride / padding / dilation / groups, the shapes that take each algorithm (direct
 depthwise, 1x1 GEMM, im2col tiles, stride-1 backward as a convolution, col2im,
-batch-chunked and image-by-image weight gradients), float64 finite differences,
-thread-count invariance, bad arguments, and the Conv2d module. CI runs this file
-under every DEEPKERN_ISA."""
+batch-chunked and image-by-image weight gradients, output-channel vectors, the
+strided implicit GEMM and its phase-split backward data and weight gradient),
+float64 finite differences, thread-count invariance, bad arguments, and the Conv2d
+module. CI runs this file under every DEEPKERN_ISA."""
 import numpy as np
 import pytest
 
@@ -45,7 +46,21 @@ CASES = [
     ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),           # LeNet c2: vectors of output channels
     ((2, 3, 13, 11), (32, 3, 3, 2), (2, 1), (1, 2), (1, 2), 1),  # output-channel vectors: stride, dilation
     ((2, 4, 9, 30), (32, 2, 3, 3), 1, "same", 1, 2),       # output-channel vectors: groups, runs per row
+    ((2, 3, 15, 12), (16, 3, 3, 3), (2, 1), 0, (2, 1), 1),  # output-channel vectors, input read in place
     ((1, 40, 40, 41), (4, 40, 3, 3), 1, 1, 1, 1),          # direct, input channels in two chunks
+    ((2, 8, 32, 32), (20, 8, 3, 3), 2, 1, 1, 1),           # implicit GEMM: stride 2, rows of whole vectors
+    ((1, 5, 32, 31), (18, 5, 3, 3), 2, 1, 1, 1),           # implicit, batch 1: tiles split over threads
+    ((2, 40, 16, 32), (17, 40, 3, 3), 2, 1, 1, 1),         # implicit, input channels in two chunks
+    ((2, 6, 33, 48), (30, 3, 5, 3), 3, (2, 1), (1, 2), 2), # implicit: groups, dilation, stride 3
+    ((2, 4, 9, 16), (10, 4, 3, 3), (2, 1), 1, 1, 1),       # implicit, stride along rows only
+    ((1, 3, 31, 64), (12, 3, 3, 3), 2, 1, 1, 1),           # implicit, two vectors per output row and more
+    ((2, 7, 20, 32), (9, 7, 1, 1), 2, 0, 1, 1),            # 1x1 stride 2, rows of whole vectors: im2col
+    ((2, 6, 17, 19), (32, 6, 3, 3), 2, 1, 1, 1),           # implicit weight gradient, odd sizes
+    ((3, 8, 16, 16), (64, 2, 3, 3), 2, 1, 1, 4),           # implicit weight gradient: groups, 3 chunks
+    ((2, 4, 21, 23), (16, 4, 5, 5), 3, 2, 2, 1),           # implicit weight gradient: dilation, stride 3
+    ((1, 3, 20, 19), (48, 3, 3, 3), (1, 2), (0, 1), 1, 1),  # implicit weight gradient, batch 1
+    ((1, 8, 16, 32), (80, 8, 3, 3), 2, 1, 1, 1),           # implicit backward data, output channels in chunks
+    ((8, 144, 6, 5), (144, 144, 3, 3), 1, 1, 1, 1),        # Winograd weight gradient in fewer, larger chunks
 ]
 
 
@@ -164,7 +179,8 @@ def test_thread_counts_and_strided_inputs_give_identical_results():
     old = deepkern.get_num_threads()
     cases = [((4, 6, 20, 20), (8, 6, 3, 3), 1, 1, 1, 1), ((4, 8, 21, 19), (8, 1, 3, 3), 2, 1, 1, 8),
              ((1, 32, 24, 24), (16, 32, 3, 3), 2, 1, 1, 1), ((16, 8, 12, 12), (8, 8, 1, 1), 1, 0, 1, 1),
-             ((3, 32, 14, 13), (32, 32, 3, 3), 1, 1, 1, 1)]
+             ((3, 32, 14, 13), (32, 32, 3, 3), 1, 1, 1, 1), ((1, 40, 20, 32), (20, 40, 3, 3), 2, 1, 1, 1),
+             ((2, 12, 18, 17), (48, 12, 3, 3), 2, 1, 1, 1)]
     try:
         for case in cases:
             kw = _args(case)

@@ -14,6 +14,14 @@
 //   and VGG's 3x3 layers): Winograd F(2x2, 3x3), conv_winograd.cpp, 2.25x
 //   fewer multiplies; measured on one core 1.7x the im2col path's speed, which
 //   already ran at 85% of the FMA peak (and about 0.85x PyTorch on VGG).
+// - output channels in whole vectors on short output rows (LeNet's second
+//   layer): vectors of output channels, conv_channels.cpp, where im2col's
+//   10-value segments cost as much as the GEMM.
+// - stride > 1 with output rows of whole vectors (ResNet's 3x3 stride-2 layer):
+//   implicit GEMM, conv_implicit.cpp: the GEMM's micro-kernel reading its B rows
+//   from padded, phase-split copies of the input planes instead of from col.
+//   im2col's 16-value stride-2 segments took a seventh of that layer's forward;
+//   one core, 12.7 -> 12.1 ms (82% -> 86% of the FMA peak).
 // - 1x1, stride 1, no padding: col is the image itself, Y_g = W_g X_g is a
 //   plain GEMM on the arrays, no copy.
 // - everything else: im2col in tiles. A tile is col's columns for `cols`
@@ -26,9 +34,18 @@
 // flipped and transposed within each group, padded by d * (r - 1) - pad (a
 // crop where negative), so it takes the same paths, Winograd included: a
 // gather, with no col2im scatter. With stride > 1: thin groups scatter
-// directly, the rest computes dcol = W_g^T dY_g per tile (GEMM) and col2im
-// adds it into dx.
-// Backward weight: Winograd's for its shapes, direct for thin groups, else
+// directly; when dx's rows split into stride phases of whole vectors
+// (ResNet stride 2) each phase is a stride-1 implicit GEMM over dy
+// (conv_implicit.cpp), one core 14.9 -> 13.0 ms: the col2im scatter (scalar
+// at stride 2) and zeroing of dx took a fifth of the time; the rest computes
+// dcol = W_g^T dY_g per tile (GEMM) and col2im adds it into dx.
+// Backward weight: Winograd's for its shapes, direct for thin groups; with
+// stride > 1 and output channels that fill vectors, conv_implicit.cpp's, which
+// broadcasts col's elements from the plane buffers against vectors of output
+// channels of dy (one core 16.0 -> 14.7 ms on ResNet stride 2: im2col and the
+// engine's transposes of col, a quarter of the time, are gone; register
+// blocks of 12 x 2, 8 x 3 and 4 x 6 vectors and blocking the positions so a
+// strip of dy stays in L1 measured the same as 6 x 4); else
 // dW_g (kg x crs) = sum over images of dY_g col_g^T (GEMM, trans_b: the engine
 // transposes col while packing it). When kChunks partial sums of dW fit in
 // kPartialBytes, the batch is cut into kChunks chunks summed by the threads
@@ -60,12 +77,11 @@ namespace dk::cpu::DK_ISA_NS {
 namespace {
 
 // A forward / backward-data tile: most of a 1 MiB L2. ResNet stride 2's whole
-// image (576 x 256) ran 4% faster than halves of it (384 KiB).
+// image (576 x 256), when that layer ran through im2col, was 4% faster than
+// halves of it (384 KiB).
 constexpr int64_t kTileBytes = int64_t(768) << 10;
 constexpr int64_t kWeightTileBytes = int64_t(4) << 20;  // backward weight: each tile is a pass over dW
 constexpr int64_t kTileAlign = 32;                      // tile widths: whole B strips of the micro-kernel
-constexpr int64_t kChunks = 8;                          // partial sums of dW (a constant: thread-count free)
-constexpr int64_t kPartialBytes = int64_t(8) << 20;
 constexpr int64_t kDirectOutputs = 8;  // at most this many outputs per group: direct kernels (use_direct)
 
 struct Geometry {
@@ -277,7 +293,7 @@ template <class T>
 bool use_direct(const ConvParams& p) {
   const int64_t cg = p.c / p.groups, kg = p.k / p.groups;
   const bool thin = cg == 1 || (kg <= kDirectOutputs && 2 * p.ow >= round_up(p.ow, Vec<T>::width));
-  return thin && plane_elems(p) <= 4.0 * double(p.h * p.w + p.oh * p.ow) + 65536.0;
+  return thin && plane_buffer_compact(p);
 }
 
 template <class T>
@@ -286,6 +302,7 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y) {
   if (use_direct<T>(p)) return direct_forward(p, x, w, b, y);
   if (winograd_suits<T>(p)) return winograd_forward(p, x, w, b, y);
   if (channels_suit<T>(p)) return channels_forward(p, x, w, b, y);
+  if (implicit_suits<T>(p)) return implicit_forward(p, x, w, b, y);
   forward_gemm(p, x, w, b, y);
 }
 
@@ -309,6 +326,7 @@ void backward_data(const ConvParams& p, const T* dy, const T* w, T* dx) {
     return forward(q, dy, wt.data(), static_cast<const T*>(nullptr), dx);
   }
   if (use_direct<T>(p)) return direct_backward_data(p, dy, w, dx);
+  if (implicit_suits_data<T>(p)) return implicit_backward_data(p, dy, w, dx);
   // Per (image, group): dx_g = 0, then per tile col = W_g^T dY_g (crs x cols) and col2im.
   // The tiles of an image overlap in dx, so an item is a whole image and group.
   const int64_t cols = tile_cols(g.crs, g.pos, kTileBytes, sizeof(T));
@@ -419,6 +437,7 @@ void backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw, T* db)
   if (use_direct<T>(p)) return direct_backward_weight(p, dy, x, dw);
   if (winograd_suits<T>(p)) return winograd_backward_weight(p, dy, x, dw);
   if (channels_suit_weight<T>(p)) return channels_backward_weight(p, dy, x, dw);
+  if (implicit_suits_weight<T>(p)) return implicit_backward_weight(p, dy, x, dw);
   backward_weight_gemm(p, dy, x, dw);
 }
 

@@ -68,6 +68,41 @@ inline void copy_over(T* d, const T* s, int64_t n, int64_t stride) {
   }
 }
 
+// lo, hi = a and b interleaved: a0 b0 a1 b1 ... (lo: the first width values).
+#if defined(__AVX512F__)
+inline void interleave(Vec<float> a, Vec<float> b, Vec<float>& lo, Vec<float>& hi) {
+  lo = _mm512_permutex2var_ps(a.v, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b.v);
+  hi = _mm512_permutex2var_ps(a.v, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b.v);
+}
+inline void interleave(Vec<double> a, Vec<double> b, Vec<double>& lo, Vec<double>& hi) {
+  lo = _mm512_permutex2var_pd(a.v, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), b.v);
+  hi = _mm512_permutex2var_pd(a.v, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), b.v);
+}
+#elif defined(__AVX2__)
+inline void interleave(Vec<float> a, Vec<float> b, Vec<float>& lo, Vec<float>& hi) {
+  __m256 t0 = _mm256_unpacklo_ps(a.v, b.v), t1 = _mm256_unpackhi_ps(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
+  lo = _mm256_permute2f128_ps(t0, t1, 0x20);
+  hi = _mm256_permute2f128_ps(t0, t1, 0x31);
+}
+inline void interleave(Vec<double> a, Vec<double> b, Vec<double>& lo, Vec<double>& hi) {
+  __m256d t0 = _mm256_unpacklo_pd(a.v, b.v), t1 = _mm256_unpackhi_pd(a.v, b.v);  // a0 b0 | a2 b2
+  lo = _mm256_permute2f128_pd(t0, t1, 0x20);
+  hi = _mm256_permute2f128_pd(t0, t1, 0x31);
+}
+#else
+template <class T>
+inline void interleave(Vec<T> a, Vec<T> b, Vec<T>& lo, Vec<T>& hi) {
+  lo = a;
+  hi = b;
+}
+#endif
+
+// Asks for the cache lines of a[0 .. n) (a plane to be read next).
+template <class T>
+inline void prefetch(const T* a, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64 / int64_t(sizeof(T))) __builtin_prefetch(a + i);
+}
+
 // d[i * stride] += s[i], i < n.
 template <class T>
 inline void add_strided(T* d, const T* s, int64_t n, int64_t stride) {
@@ -112,6 +147,11 @@ void parallel_items(int64_t items, int threads, int64_t buf_size, F&& f) {
   }
   if (error) std::rethrow_exception(error);
 }
+
+// Weight gradients sum the batch in kChunks chunks (a constant: the sums do not
+// depend on the thread count) when the chunks' partial sums fit in kPartialBytes.
+constexpr int64_t kChunks = 8;
+constexpr int64_t kPartialBytes = int64_t(8) << 20;
 
 // Whether `items` whole items keep `threads` threads about equally busy.
 inline bool enough_items(int64_t items, int threads) {
@@ -192,6 +232,12 @@ inline double plane_elems(const ConvParams& p) {
          double(p.ow + (p.s - 1) * p.dw / p.sw);
 }
 
+// Whether p's plane buffer is not much larger than the planes themselves (huge
+// strides or dilations make it so): the kernels that use it require this.
+inline bool plane_buffer_compact(const ConvParams& p) {
+  return plane_elems(p) <= 4.0 * double(p.h * p.w + p.oh * p.ow) + 65536.0;
+}
+
 // Direct kernels for thin groups (conv_direct.cpp): correct for any ConvParams,
 // picked by conv.cpp for depthwise and few-output groups; direct_backward_data
 // serves any stride, conv.cpp uses it for stride > 1.
@@ -220,5 +266,21 @@ template <class T>
 void winograd_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y);
 template <class T>
 void winograd_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw);
+
+// Implicit-GEMM forward for strided layers (conv_implicit.cpp), and the shapes it takes.
+template <class T>
+bool implicit_suits(const ConvParams& p);
+template <class T>
+void implicit_forward(const ConvParams& p, const T* x, const T* w, const T* b, T* y);
+// Its backward data for strides > 1, by stride phases, and the shapes it takes.
+template <class T>
+bool implicit_suits_data(const ConvParams& p);
+template <class T>
+void implicit_backward_data(const ConvParams& p, const T* dy, const T* w, T* dx);
+// Its weight gradient, vectorised over output channels, and the shapes it takes.
+template <class T>
+bool implicit_suits_weight(const ConvParams& p);
+template <class T>
+void implicit_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw);
 
 }  // namespace dk::cpu::DK_ISA_NS

@@ -30,11 +30,6 @@
 namespace dk::cpu::DK_ISA_NS {
 namespace {
 
-// Asks for the cache lines of a[0 .. n) (a plane to be read next).
-template <class T>
-void prefetch(const T* a, int64_t n) {
-  for (int64_t i = 0; i < n; i += 64 / int64_t(sizeof(T))) __builtin_prefetch(a + i);
-}
 
 // acc[u] (a vector each) += over the plane, dy (d) x tap u's inputs, u < U.
 template <class T, int U>

@@ -33,35 +33,6 @@ namespace {
 constexpr int64_t kTilesPerBlock = 128;
 constexpr int64_t kMinChannels = 32;
 
-// lo, hi = a and b interleaved: a0 b0 a1 b1 ... (lo: the first width values).
-#if defined(__AVX512F__)
-inline void interleave(Vec<float> a, Vec<float> b, Vec<float>& lo, Vec<float>& hi) {
-  lo = _mm512_permutex2var_ps(a.v, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b.v);
-  hi = _mm512_permutex2var_ps(a.v, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b.v);
-}
-inline void interleave(Vec<double> a, Vec<double> b, Vec<double>& lo, Vec<double>& hi) {
-  lo = _mm512_permutex2var_pd(a.v, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), b.v);
-  hi = _mm512_permutex2var_pd(a.v, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), b.v);
-}
-#elif defined(__AVX2__)
-inline void interleave(Vec<float> a, Vec<float> b, Vec<float>& lo, Vec<float>& hi) {
-  __m256 t0 = _mm256_unpacklo_ps(a.v, b.v), t1 = _mm256_unpackhi_ps(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
-  lo = _mm256_permute2f128_ps(t0, t1, 0x20);
-  hi = _mm256_permute2f128_ps(t0, t1, 0x31);
-}
-inline void interleave(Vec<double> a, Vec<double> b, Vec<double>& lo, Vec<double>& hi) {
-  __m256d t0 = _mm256_unpacklo_pd(a.v, b.v), t1 = _mm256_unpackhi_pd(a.v, b.v);  // a0 b0 | a2 b2
-  lo = _mm256_permute2f128_pd(t0, t1, 0x20);
-  hi = _mm256_permute2f128_pd(t0, t1, 0x31);
-}
-#else
-template <class T>
-inline void interleave(Vec<T> a, Vec<T> b, Vec<T>& lo, Vec<T>& hi) {
-  lo = a;
-  hi = b;
-}
-#endif
-
 // Tiles th x tw of the output; blocks of `rows` tile rows (tiles <= rows * tw), `blocks` per image.
 struct Blocking {
   int64_t th, tw, rows, blocks;
@@ -253,13 +224,12 @@ void winograd_forward(const ConvParams& p, const T* x, const T* w, const T* b, T
 // dW = G^T [sum over tiles of (A dY A^T) . (B^T d B)] G per (k, c): the
 // forward's U = G g G^T is linear in g and Y = A^T (U . V) A in U. As 16 GEMMs,
 // Mw_e (k x c) += D_e (k x tiles) V_e^T, D the transformed gradient blocks;
-// the batch is summed in kChunks chunks when their partial Mw fit in
-// kPartialBytes (ResNet's 64 x 64), else in turn with each block split over the
-// threads (VGG's 256 x 256), as conv.cpp's GEMM weight gradient.
+// the batch is summed in chunks (kChunks, or fewer when their partial Mw would
+// pass kPartialBytes: ResNet's 64 x 64 takes 8, VGG's 256 x 256 2), else (one
+// chunk) in turn with each block split over the threads.
 template <class T>
 void winograd_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw) {
   using V = Vec<T>;
-  constexpr int64_t kChunks = 8, kPartialBytes = int64_t(8) << 20;
   const Blocking bk = blocking(p);
   const int64_t ld = bk.tiles(), rows = 4 * row_len(bk, V::width), kc = p.k * p.c;
   const int threads = get_num_threads();
@@ -288,9 +258,16 @@ void winograd_backward_weight(const ConvParams& p, const T* dy, const T* x, T* d
         }
       }
   };
-  const int64_t chunks = std::min(p.n, kChunks), buf_size = vsize + dsize + rows * threads;
+  // kChunks chunks, halved while their partials pass kPartialBytes: VGG's 4 MiB
+  // Mw takes 2, which two threads sum independently. Splitting each block's
+  // GEMMs over the threads instead (one chunk) costs a fork and a barrier per
+  // GEMM: VGG's weight gradient on two cores took 31 to 58 ms from run to run
+  // (another process running), with two chunks 33 to 35 ms.
+  int64_t chunks = std::min(p.n, kChunks);
+  while (chunks > 1 && double(chunks - 1) * 16 * double(kc) * sizeof(T) > double(kPartialBytes)) chunks /= 2;
+  const int64_t buf_size = vsize + dsize + rows * threads;
   T* mw = scratch<T>(3, std::max<int64_t>(1, chunks) * 16 * kc);
-  if (chunks < 2 || double(chunks - 1) * 16 * double(kc) * sizeof(T) > double(kPartialBytes)) {
+  if (chunks < 2) {
     images(0, p.n, mw, true, scratch<T>(2, buf_size), true);
   } else {
     run_items<T>(chunks, buf_size, [&](int64_t ch, T* buf, bool split) {
