@@ -306,10 +306,21 @@ class StepPlan:
     def __init__(self, opt, calls):
         self.state, self.moves = opt.state, device_moves()
         self.groups = [(g, list(g["params"]), opt._layout(g)) for g in opt.param_groups]
-        self.params = [p for _, ps, _ in self.groups for p in ps]
-        self.datas = list(map(_DATA, self.params))
-        self.has_grad = [p.grad is not None for p in self.params]
         self.calls = calls
+        # Flat lists in call order, so that a step checks each kind of object with one list operation.
+        self.updated = [p for c in calls for p in c.params]
+        ids = {id(p) for p in self.updated}
+        self.without_grad = [p for _, ps, _ in self.groups for p in ps if id(p) not in ids]
+        self.datas = [d for c in calls for d in c.datas]
+        self.shapes = [s for c in calls for s in c.shapes]
+        self.dtypes = [d for c in calls for d in c.dtypes]
+        self.states = [s for c in calls for s in c.states]
+        self.slots = [(s, n) for c in calls for n in c.names for s in c.states]
+        self.arrays = [a for c in calls for n in c.names for a in c.arrays[n]]
+        bounds = [0]
+        for c in calls:
+            bounds.append(bounds[-1] + len(c.params))
+        self.bounds = list(zip(bounds[:-1], bounds[1:]))
 
     def grads(self, opt):
         """Each call's grads for this step, or None when the plan no longer holds."""
@@ -317,23 +328,20 @@ class StepPlan:
             return None
         for group, (g, params, names) in zip(opt.param_groups, self.groups):
             opt._check_hyperparameters(group)  # groups are plain dicts: they may have been edited
-            if group is not g or not _same(group["params"], params) or opt._layout(group) != names:
+            # Parameters compare by identity, so == on the lists is the identity check.
+            if group is not g or group["params"] != params or opt._layout(group) != names:
                 return None
-        if not _same(list(map(_DATA, self.params)), self.datas) or \
-                [g is not None for g in map(_GRAD, self.params)] != self.has_grad:
-            return None
-        out = []
+        grads = list(map(_GRAD, self.updated))
         try:
-            for c in self.calls:
-                grads = list(map(_GRAD, c.params))
-                if list(map(_SHAPE, grads)) != c.shapes or list(map(_DTYPE, grads)) != c.dtypes or \
-                        not _same(list(map(self.state.get, c.params)), c.states) or \
-                        not all(_same(list(map(itemgetter(n), c.states)), c.arrays[n]) for n in c.names):
-                    return None
-                out.append(grads)
-        except (AttributeError, KeyError):  # a grad that is no array, a state entry deleted
+            if list(map(_SHAPE, grads)) != self.shapes or list(map(_DTYPE, grads)) != self.dtypes or \
+                    not _same(list(map(_DATA, self.updated)), self.datas) or \
+                    not _same(list(map(self.state.get, self.updated)), self.states) or \
+                    not _same([s[n] for s, n in self.slots], self.arrays) or \
+                    any(p.grad is not None for p in self.without_grad):
+                return None
+        except (AttributeError, KeyError):  # a grad that is no array (None among them), a state entry deleted
             return None
-        return out
+        return [grads[a:b] for a, b in self.bounds]
 
 
 def _host_copy(v):
