@@ -21,7 +21,6 @@ the optimizer's arrays, and any other scalar (NAdam's "mu_product", a float).
 
 import numpy as np
 
-from .. import ops
 from .._array import array_module, device_scope
 from .optimizer import Optimizer
 
@@ -94,17 +93,7 @@ class FusedOptimizer(Optimizer):
             if lacking:
                 self._allocate(group, names, lacking)
         calls = self._calls()
-        # The non-finite rule: inside the native call when there is one call (no extra
-        # round trip), else one read-only pass over all the grads before the first.
-        check = self.nonfinite != "ignore"
-        if check and len(calls) > 1:
-            if not ops.all_finite([p.grad for c in calls for p in c.params]):
-                return self._drop(created)
-            check = False
-        for c in calls:
-            if not self._native(c, [p.grad for p in c.params], check):
-                return self._drop(created)
-        return True
+        return self._run(calls, [[p.grad for p in c.params] for c in calls]) or self._drop(created)
 
     def _allocate(self, group, names, params):
         """The missing state arrays of `params`, as views into one flat buffer per state

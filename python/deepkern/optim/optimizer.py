@@ -110,15 +110,19 @@ class Optimizer:
             updated = self._planned_step()
             self._plan = StepPlan(self, self._calls()) if updated else None
             return updated
+        return self._run(plan.calls, grads) or self._nonfinite_step()
+
+    def _run(self, calls, grads):
+        """The native calls of a step under the non-finite rule: False, with nothing
+        written, when a grad is not finite. With one call the native call checks its
+        grads itself (no extra round trip); with several, one read-only pass over all
+        the grads runs before the first."""
         check = self.nonfinite != "ignore"
-        if check and len(plan.calls) > 1:  # one read-only pass before the first write
+        if check and len(calls) > 1:
             if not ops.all_finite([g for gs in grads for g in gs]):
-                return self._nonfinite_step()
+                return False
             check = False
-        for call, gs in zip(plan.calls, grads):
-            if not self._native(call, gs, check):
-                return self._nonfinite_step()
-        return True
+        return all(self._native(c, gs, check) for c, gs in zip(calls, grads))
 
     # -- what subclasses implement ----------------------------------------------------
 
