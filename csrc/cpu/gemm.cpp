@@ -12,7 +12,10 @@
 // of the strips ahead (rows ldb apart defeat the TLB and the prefetchers).
 // Measured on Zen 4, one core: as fast as packing for square sizes, faster for
 // small m, where packing B costs as much as the multiply ((64, 1024, 384): 107
-// against 92 GFLOP/s; (6, 50176, 25) is a pure stream through B). B stored
+// against 92 GFLOP/s; (6, 50176, 25) is a pure stream through B). With AVX2
+// (GemmBlocking::b_in_place) B is packed instead: a 16-float strip row is one
+// cache line, and on Zen 3 reading it in place ran at half the packed speed
+// (2048^3, one core: 30 against 66 GFLOP/s). B stored
 // n-major (trans_b, linear's weight) is packed by in-register transposes, per
 // tile and K block, or per strip right before use when the tile has one A block.
 // KC = 768, above the usual 256-384, because each K block is a pass over C and
@@ -101,7 +104,7 @@ void gemm_tile(const Job<T>& j, int64_t m0, int64_t t, int64_t k0, int64_t kc, c
   const int64_t r0 = m0 + t % j.tiles_m * j.th, r1 = std::min({p.m, m0 + j.band, r0 + j.th});
   if (r0 >= r1) return;
   const int64_t c0 = t / j.tiles_m * j.tw, c1 = std::min(p.n, c0 + j.tw), tw = c1 - c0;
-  const bool direct_b = !b.packed && b.strip_contiguous;
+  const bool direct_b = !b.packed && b.strip_contiguous && B::b_in_place;
   // With a single A block, a B strip packed right before use is still in L1/L2
   // (a linear layer at batch 64, one core: 80 -> 88 GFLOP/s against packing the block).
   const bool strip_b = !b.packed && !direct_b && r1 - r0 <= B::mc;
@@ -196,7 +199,7 @@ void gemm(const GemmParams& p, GemmOperand<T> a, GemmOperand<T> b, T* c, const G
   const Job<T> j{p, Source<T>{a.raw, p.lda, p.trans_a, a.packed}, Source<T>{b.raw, p.ldb, !p.trans_b, b.packed},
                  c, bias, kc_full, band, th, tw, tiles_m, tiles_m * ((p.n + tw - 1) / tw)};
   T* abuf = a.packed ? nullptr : scratch<T>(0, band * kc_full);
-  const int64_t bsize = (!b.packed && !p.trans_b ? B::nr : round_up(tw, B::nr)) * kc_full;
+  const int64_t bsize = (!b.packed && !p.trans_b && B::b_in_place ? B::nr : round_up(tw, B::nr)) * kc_full;
 
   std::atomic<bool> no_memory{false};
 #pragma omp parallel num_threads(nt) if (nt > 1)

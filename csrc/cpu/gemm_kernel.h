@@ -18,6 +18,7 @@
 //            8 x 48 and 6 x 64 measured the same or up to 2% lower.
 //   AVX2:    6 x 16 float / 6 x 8 double: 12 accumulators + 2 + 1 = 15 of 16 ymm.
 //   generic: 4 x 4 scalars (the compiler vectorises what it can).
+// b_in_place: B stored k-major is read in place rather than packed (gemm.cpp).
 // Cache blocking (Zen 4: 32 KiB L1D, 1 MiB L2 per core, 32 MiB L3 shared): the
 // A block (MC x KC) sits in L2 and is swept once per B strip; a B strip
 // (KC x NR) is reused from L2 by the MC / MR tiles of the block. See gemm.cpp.
@@ -40,28 +41,33 @@ template <>
 struct GemmBlocking<float> {
   static constexpr int mr = 14, nv = 2;
   static constexpr int64_t kc = 768, mc = 168, nc = 3072;
+  static constexpr bool b_in_place = true;
 };
 template <>
 struct GemmBlocking<double> {
   static constexpr int mr = 14, nv = 2;
   static constexpr int64_t kc = 768, mc = 84, nc = 1536;
+  static constexpr bool b_in_place = true;
 };
 #elif defined(__AVX2__)
 template <>
 struct GemmBlocking<float> {
   static constexpr int mr = 6, nv = 2;
   static constexpr int64_t kc = 768, mc = 120, nc = 3072;
+  static constexpr bool b_in_place = false;
 };
 template <>
 struct GemmBlocking<double> {
   static constexpr int mr = 6, nv = 2;
   static constexpr int64_t kc = 512, mc = 96, nc = 1536;
+  static constexpr bool b_in_place = false;
 };
 #else
 template <class T>
 struct GemmBlocking {
   static constexpr int mr = 4, nv = 4;
   static constexpr int64_t kc = 256, mc = 128, nc = 1024;
+  static constexpr bool b_in_place = true;
 };
 #endif
 
@@ -157,7 +163,10 @@ inline volatile double peak_sink;
 template <class T>
 double fma_peak_gflops(int threads, double seconds) {
   using V = Vec<T>;
-  constexpr int chains = 16;  // latency 4 x up to 2 FMAs per cycle (ymm) x 2 for margin
+  // Latency 4 x 2 FMA pipes needs 8 chains; more for margin, but chains and
+  // the two operands must stay in registers: 16 of AVX2's 16 ymm spilled and
+  // measured 53 of 92 GFLOP/s on a Zen 3 core (12: 92).
+  constexpr int chains = sizeof(V) == 64 ? 16 : 12;
   double flops = 0, elapsed = 0;
 #pragma omp parallel num_threads(std::max(1, threads)) reduction(+ : flops) reduction(max : elapsed)
   {
