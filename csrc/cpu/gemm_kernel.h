@@ -97,6 +97,16 @@ __attribute__((noinline)) void micro_kernel(int64_t k, const T* __restrict a, co
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[i][v] = V(T(0));
 
+  // The C tile's lines, needed only after the k loop: loaded during it, not
+  // at the epilogue's latency (C of a large product lives in L3). 2 Zen 3
+  // cores (AVX2), medians of alternating processes: LSTM T=50 forward +
+  // backward (32, 512, 512) 193 -> 172 ms, (64, 128, 256) 97 -> 75 ms,
+  // (1600, 512, 2048) 26.8 -> 23.4 ms.
+#pragma GCC unroll 64
+  for (int i = 0; i < ROWS; ++i) {
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + n_valid - 1, 1);
+  }
 #pragma GCC unroll 2
   for (int64_t kk = 0; kk < k; ++kk) {
     V bv[NV];
