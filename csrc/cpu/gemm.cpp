@@ -250,7 +250,7 @@ PackedMatrix<T> pack(bool is_b, int64_t rows, int64_t depth, const T* src, int64
   const int64_t padded = round_up(rows, out.panel);
   if (depth > 0 && padded > INT64_MAX / int64_t(sizeof(T)) / depth) throw std::bad_alloc();
   const int64_t total = std::max<int64_t>(1, padded * depth);
-  out.data.reset(static_cast<T*>(std::aligned_alloc(64, round_up(total * int64_t(sizeof(T)), 64))));
+  out.data.reset(static_cast<T*>(aligned_bytes(static_cast<size_t>(total) * sizeof(T))));
   if (!out.data) throw std::bad_alloc();
   const Source<T> s{src, ld, is_b ? !trans : trans, nullptr};
   const int64_t strips = padded / out.panel;

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "cpu/gemm.h"
 #include "cpu/simd.h"
 
 namespace dk::cpu::DK_ISA_NS {
@@ -43,7 +44,7 @@ T* scratch(int slot, int64_t count) {
   if (b.cap < count) {
     std::free(b.p);
     b.cap = round_up(count, 1024);
-    b.p = static_cast<T*>(std::aligned_alloc(64, static_cast<size_t>(b.cap) * sizeof(T)));
+    b.p = static_cast<T*>(aligned_bytes(static_cast<size_t>(b.cap) * sizeof(T)));
     if (!b.p) {
       b.cap = 0;
       throw std::bad_alloc();

@@ -77,7 +77,7 @@ namespace {
 template <class T>
 std::unique_ptr<T[], AlignedFree> buffer(int64_t n) {
   const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T) + 63) / 64 * 64;
-  T* p = static_cast<T*>(std::aligned_alloc(64, bytes));
+  T* p = static_cast<T*>(aligned_bytes(bytes));
   if (!p) throw std::bad_alloc();
   return std::unique_ptr<T[], AlignedFree>(p);
 }
