@@ -110,7 +110,7 @@ void gemm_tile(const Job<T>& j, int64_t m0, int64_t t, int64_t k0, int64_t kc, c
   // Not for plain B (packed only with AVX2): its strip is kc runs ldb apart, a
   // TLB miss each, where the block is read row by row ((32, 2048, 1024), 2
   // Zen 3 cores: 43 -> 64 GFLOP/s, medians).
-  const bool strip_b = !b.packed && !direct_b && !b.strip_contiguous && r1 - r0 <= B::mc;
+  const bool strip_b = !b.packed && !b.strip_contiguous && r1 - r0 <= B::mc;
   T* bbuf = scratch<T>(1, (direct_b || strip_b ? NR : round_up(tw, NR)) * kc);
   const T* bblk = nullptr;
   if (b.packed || (!direct_b && !strip_b)) bblk = b.block(c0, tw, k0, kc, NR, bbuf);

@@ -76,8 +76,7 @@ namespace {
 // An uninitialised, 64-byte aligned array of n elements (at least one).
 template <class T>
 std::unique_ptr<T[], AlignedFree> buffer(int64_t n) {
-  const size_t bytes = (static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T) + 63) / 64 * 64;
-  T* p = static_cast<T*>(aligned_bytes(bytes));
+  T* p = static_cast<T*>(aligned_bytes(static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T)));
   if (!p) throw std::bad_alloc();
   return std::unique_ptr<T[], AlignedFree>(p);
 }
