@@ -135,12 +135,21 @@ void gemm_tile(const Job<T>& j, int64_t m0, int64_t t, int64_t k0, int64_t kc, c
       } else {
         bs = ragged;
       }
-      if (k0 == 0) e.col = j.bias.col ? j.bias.col + c0 + jr : nullptr;
       for (int64_t ir = ic; ir < ic + mc; ir += MR) {
         const int64_t rows = std::min(MR, ic + mc - ir);
-        if (k0 == 0) e.row = j.bias.row ? j.bias.row + ir : nullptr;
-        pick_kernel<T>(rows, nn)(kc, ablk + (ir - m0) * kc, bs, b_step, b_prefetch, j.c + ir * p.ldc + c0 + jr, p.ldc,
-                                 nn, e);
+        // A few edge rows take several strips of a packed B block at once
+        // (edge_strips), run when the group's last strip comes.
+        int64_t j0 = jr, group = bblk ? edge_strips<T>(rows) : 1;
+        if (group > 1) {
+          if (jr / NR % group != group - 1 && jr + NR < tw) continue;
+          j0 = jr - jr / NR % group * NR;
+        }
+        if (k0 == 0) {
+          e.col = j.bias.col ? j.bias.col + c0 + j0 : nullptr;
+          e.row = j.bias.row ? j.bias.row + ir : nullptr;
+        }
+        pick_kernel<T>(rows, jr + nn - j0)(kc, ablk + (ir - m0) * kc, bs - (jr - j0) * kc, b_step, kc * NR, b_prefetch,
+                                           j.c + ir * p.ldc + c0 + j0, p.ldc, jr + nn - j0, e);
       }
     }
   }

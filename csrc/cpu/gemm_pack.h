@@ -142,11 +142,22 @@ static inline Vec<T> load_part(const T* src, int64_t n) {
 // matrix is read as long sequential runs the prefetchers follow; strip by
 // strip it would be kc short runs ld apart, each a cache (and often TLB) miss,
 // which left a third of the time of (64, 32768, 576) waiting on memory.
+// Short runs (up to 8 lines) are touched kPackPrefetchRows rows before they
+// are copied: each is a few lines on what is often a new page, where the
+// hardware prefetchers do not run ahead. 2 Zen 3 cores, medians of 25
+// interleaved runs: dA^T x of an LSTM backward (2048, 512, 1600) 126 -> 129-134
+// GFLOP/s; the (32, 512, 512) layer's forward + backward about 1% faster
+// (-2% to +3% over six in-process A/B runs).
+constexpr int64_t kPackPrefetchRows = 8;
+
 template <class T>
 void pack_strips_copy(const T* src, int64_t ld, int64_t rows, int64_t kc, T* dst, int64_t panel) {
   using V = Vec<T>;
   const int64_t strips = (rows + panel - 1) / panel;
-  for (int64_t kk = 0; kk < kc; ++kk, src += ld)
+  const bool short_runs = rows * int64_t(sizeof(T)) <= 512;
+  for (int64_t kk = 0; kk < kc; ++kk, src += ld) {
+    if (short_runs && kk + kPackPrefetchRows < kc)
+      for (int64_t o = 0; o < rows; o += 64 / int64_t(sizeof(T))) __builtin_prefetch(src + kPackPrefetchRows * ld + o);
     for (int64_t s = 0; s < strips; ++s) {
       const T* from = src + s * panel;
       T* to = dst + (s * kc + kk) * panel;
@@ -157,6 +168,7 @@ void pack_strips_copy(const T* src, int64_t ld, int64_t rows, int64_t kc, T* dst
         for (int64_t o = 0; o < panel; o += V::width) load_part(from + o, live - o).store(to + o, panel - o);
       }
     }
+  }
 }
 
 // (r, kk) at src[r * ld + kk] -> dst[kk * panel + r], r < rows <= panel.
