@@ -138,18 +138,19 @@ void gemm_tile(const Job<T>& j, int64_t m0, int64_t t, int64_t k0, int64_t kc, c
       for (int64_t ir = ic; ir < ic + mc; ir += MR) {
         const int64_t rows = std::min(MR, ic + mc - ir);
         // A few edge rows take several strips of a packed B block at once
-        // (edge_strips), run when the group's last strip comes.
-        int64_t j0 = jr, group = bblk ? edge_strips<T>(rows) : 1;
-        if (group > 1) {
+        // (edge_strips): the columns [j0, jr + nn), when the group's last strip comes.
+        int64_t j0 = jr;
+        if (const int64_t group = bblk ? edge_strips<T>(rows) : 1; group > 1) {
           if (jr / NR % group != group - 1 && jr + NR < tw) continue;
-          j0 = jr - jr / NR % group * NR;
+          j0 -= jr / NR % group * NR;
         }
+        const int64_t cols = jr + nn - j0;
         if (k0 == 0) {
           e.col = j.bias.col ? j.bias.col + c0 + j0 : nullptr;
           e.row = j.bias.row ? j.bias.row + ir : nullptr;
         }
-        pick_kernel<T>(rows, jr + nn - j0)(kc, ablk + (ir - m0) * kc, bs - (jr - j0) * kc, b_step, kc * NR, b_prefetch,
-                                           j.c + ir * p.ldc + c0 + j0, p.ldc, jr + nn - j0, e);
+        pick_kernel<T>(rows, cols)(kc, ablk + (ir - m0) * kc, bs - (jr - j0) * kc, b_step, kc * NR, b_prefetch,
+                                   j.c + ir * p.ldc + c0 + j0, p.ldc, cols, e);
       }
     }
   }
