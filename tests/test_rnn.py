@@ -19,11 +19,13 @@ from helpers import DTYPES, assert_close, assert_grad, randn, requires_gpu, rng,
 CELL_SHAPES = [(1, 1, 1), (3, 5, 7), (4, 1, 17), (2, 8, 16), (5, 3, 33), (0, 3, 5), (64, 128, 256)]
 # (T, B, I, H): one step, one row, one feature, no steps, no rows, a batch big
 # enough that the recurrent weights are packed, and sizes whose recurrence is
-# split over threads by hidden units (H = 63: slices of whole cache lines and a
-# partial last vector), for a sequence, one step (a cell: nothing packed) and
-# a batch of one (w_hh streamed).
+# split over threads: by batch rows (B = 64, and B = 25 split 12 + 13) and by
+# hidden units (B = 8: too few rows; H = 63 and 130: slices of whole cache
+# lines and a partial last vector), for a sequence, one step (a cell: nothing
+# packed) and a batch of one (w_hh streamed).
 SEQ_SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (5, 2, 1, 17), (4, 1, 3, 16), (7, 3, 4, 33), (0, 2, 3, 5),
-              (3, 0, 2, 4), (6, 16, 24, 40), (5, 64, 7, 63), (1, 64, 7, 63), (3, 1, 5, 400)]
+              (3, 0, 2, 4), (6, 16, 24, 40), (5, 64, 7, 63), (5, 25, 7, 75), (5, 8, 7, 130), (1, 64, 7, 63),
+              (3, 1, 5, 400)]
 
 
 def weights(gen, gates, i, h, dtype, bias=True):
@@ -162,16 +164,17 @@ def test_a_sequence_is_its_cells_step_by_step():
 
 
 def test_sequences_give_identical_results_for_any_thread_count():
-    """The recurrence splits hidden units over threads and each GEMM sums in a fixed
-    order, so 1, 2 and 3 threads give the same bits (both kernels, a sequence, one
-    step and a batch of one, H not a multiple of the vector width). The bias
+    """The recurrence splits batch rows or hidden units over threads and each GEMM
+    sums in a fixed order, so 1, 2 and 3 threads give the same bits (both kernels,
+    a sequence split either way, one step and a batch of one, H not a multiple of
+    the vector width). The bias
     gradients are column sums that the engine splits over threads: close, not equal."""
     import deepkern
     gen = rng(12)
     old = deepkern.get_num_threads()
     sums = {10, 11, 16, 17}  # db_ih, db_hh of lstm_backward, then of gru_backward
     try:
-        for t, b, i, h in ((6, 64, 9, 63), (1, 64, 9, 63), (3, 1, 5, 400), (4, 48, 16, 97)):
+        for t, b, i, h in ((6, 64, 9, 63), (1, 64, 9, 63), (3, 1, 5, 400), (4, 48, 16, 97), (4, 12, 16, 130)):
             x, h0, c0 = (randn(gen, s, np.float32) for s in ((t, b, i), (b, h), (b, h)))
             dy, dhn, dcn = (randn(gen, s, np.float32) for s in ((t, b, h), (b, h), (b, h)))
             w4, w3 = weights(gen, 4, i, h, np.float32), weights(gen, 3, i, h, np.float32)

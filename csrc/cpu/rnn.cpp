@@ -17,22 +17,36 @@
 // [h0; hs[0 .. S-2]] (two GEMMs, the second accumulating with beta = 1), and
 // the bias gradients are dA's column sums.
 //
-// Threads: the recurrence is one parallel region per call in which each
-// thread owns a slice of the hidden units (whole cache lines) in every gate.
-// Forward, a thread runs the GEMM for its units' gates (m = B rows, its share
-// of the G H columns, from w_hh's rows for them gathered and packed once per
-// call) and then their gate pass; backward, its units' gate gradients and then
-// its columns of dh (w_hh's columns for them, packed once per call). The
-// engine's gemm runs on the calling thread inside a parallel region. A
-// thread's gate pass reads only what its own GEMM wrote, so there is one
-// barrier per step (the GEMM reads all of h_{t-1}, or of dA_t), and a
-// thread's share of w_hh (512 KiB at H = 256) stays in its own L2. This
-// replaced, per step, the engine's threaded GEMM (tiles handed out
+// Threads: the recurrence is one parallel region per call, split one of two
+// ways (recurrence_split()).
+// By rows: each thread runs its own batch rows through every step, all the
+// hidden units: a forward GEMM of its rows of h against the whole of w_hh
+// (packed once per call, shared), then their gate pass; backward, its rows'
+// gate gradients, then its rows of dh. Batch rows never meet, so the threads
+// never wait for each other. Each thread streams all of w_hh every step, so
+// this needs enough rows per thread to reuse it and a w_hh small enough to
+// stay in the last-level cache. Measured against the split by units, LSTM T=50
+// forward + backward, 2 Zen 3 cores, paired in one process (medians): (32,
+// 512, 512) 122.8 -> 121.2 ms, (64, 128, 256) 53.4 -> 51.8, (128, 128, 128)
+// 41.2 -> 39.3; GRU (24, 512, 512) 79.1 -> 75.3, (64, 128, 256) 46.2 ->
+// 43.6. But (16, 512, 512) 62 -> 67 (8 rows a thread) and (32, 1024, 1024)
+// 562 -> 602 (16 MiB of w_hh streamed twice every step).
+// By units: each thread owns a slice of the hidden units (whole cache lines)
+// in every gate, all the rows. Forward, a thread runs the GEMM for its units'
+// gates (m = B rows, its share of the G H columns, from w_hh's rows for them
+// gathered and packed once per call) and then their gate pass; backward, its
+// units' gate gradients and then its columns of dh (w_hh's columns for them,
+// packed once per call). A thread's gate pass reads only what its own GEMM
+// wrote, so there is one barrier per step (the GEMM reads all of h_{t-1}, or
+// of dA_t), and a thread's share of w_hh (512 KiB at H = 256) stays in its own
+// L2. This replaced, per step, the engine's threaded GEMM (tiles handed out
 // dynamically) followed by a gate pass threaded over batch rows: two
-// fork/joins per step, and half the gates written on one core and read on
-// the other. Measured on 2 busy Zen 4 cores, T = 50 module forward + backward,
-// old and new paired in one process: LSTM 1.01-1.04x, GRU 1.05-1.06x faster,
+// fork/joins per step, and half the gates written on one core and read on the
+// other. Measured on 2 busy Zen 4 cores, T = 50 module forward + backward, old
+// and new paired in one process: LSTM 1.01-1.04x, GRU 1.05-1.06x faster,
 // bit-identical results.
+// Either way the engine's gemm runs on the calling thread inside the region,
+// and the results are bit-identical to one thread's.
 // A one-step sequence (a cell) runs its one GEMM threaded by the engine and
 // its gate pass threaded by rows (see recurrence()). A cell or a batch of one
 // packs nothing: the engine packs a trans_b operand on the fly, which for one
@@ -134,13 +148,29 @@ inline void for_lanes(int64_t lo, int64_t hi, F f) {
 // second thread (and a barrier every step) costs more than it saves.
 constexpr double kMinStepFmasPerThread = double(1 << 18);
 
-// Threads for the recurrence: each owns whole cache lines of hidden units.
+// The split by rows needs this many batch rows per thread (two 6-row AVX2
+// tiles; at 8 it is slower, see the top of the file) ...
+constexpr int64_t kMinRowsPerThread = 12;
+// ... and w_hh at most this big, since every thread streams all of it each step.
+constexpr double kMaxRowsSplitWeightBytes = double(8 << 20);
+
+// How the recurrence's threads share a step: `threads` of them, by rows (each
+// its own batch rows, all the units) or by units (each whole cache lines of
+// hidden units, all the rows).
+struct Split {
+  int threads;
+  bool by_rows;
+};
 template <class T>
-int recurrence_threads(const RnnParams& p, int64_t gates) {
-  const int64_t line = 64 / sizeof(T), lines = (p.hidden + line - 1) / line;
+Split recurrence_split(const RnnParams& p, int64_t gates) {
   const double fmas = double(p.batch) * double(gates * p.hidden) * double(p.hidden);
   const double most = std::max(1.0, std::min<double>(get_num_threads(), fmas / kMinStepFmasPerThread));
-  return static_cast<int>(std::min<double>(most, double(lines)));
+  const int threads = static_cast<int>(most);
+  const double weight_bytes = double(gates * p.hidden) * double(p.hidden) * sizeof(T);
+  if (threads > 1 && p.batch >= threads * kMinRowsPerThread && weight_bytes <= kMaxRowsSplitWeightBytes)
+    return {threads, true};
+  const int64_t line = 64 / sizeof(T), lines = (p.hidden + line - 1) / line;
+  return {static_cast<int>(std::min<double>(threads, double(lines))), false};
 }
 
 // The hidden units [lo, hi) of the calling thread: whole cache lines, so no
@@ -153,6 +183,15 @@ Units my_units(int64_t hidden) {
   const int64_t line = 64 / sizeof(T), lines = (hidden + line - 1) / line;
   const int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
   return {std::min(hidden, lines * id / nt * line), std::min(hidden, lines * (id + 1) / nt * line)};
+}
+
+// The batch rows [lo, hi) of the calling thread.
+struct Rows {
+  int64_t lo, hi;
+};
+inline Rows my_rows(int64_t batch) {
+  const int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
+  return {batch * id / nt, batch * (id + 1) / nt};
 }
 
 // Runs the work of one thread between the barriers of a parallel region. An
@@ -211,34 +250,39 @@ struct Recurrent {
       std::memcpy(rows.get() + g * n * H, w_hh + (g * H + lo) * H, static_cast<size_t>(n * H) * sizeof(T));
     packed = pack_b<T>(H, gates * n, rows.get(), H, true);
   }
-  // acc (B, G n) = h (B, H) @ (w_hh's rows for the units)^T: gate g's units at columns g n + [0, n)
-  void forward(const T* h, T* acc) const {
-    const int64_t H = p.hidden;
-    if (n <= 0) return;
-    if (packed.data) return gemm<T>(mm(p.batch, gates * n, H, H, H, false, true), h, packed, acc);
-    if (n == H) return gemm<T>(mm(p.batch, gates * H, H, H, H, false, true), h, w_hh, acc);
-    GemmParams q = mm(p.batch, n, H, H, H, false, true);  // a batch of one split over threads: gemv per gate
+  // acc (B, G n) = h (B, H) @ (w_hh's rows for the units)^T: gate g's units at
+  // columns g n + [0, n); the rows r of acc and h only.
+  void forward(const T* h, T* acc, Rows r) const {
+    const int64_t H = p.hidden, m = r.hi - r.lo;
+    if (n <= 0 || m <= 0) return;
+    h += r.lo * H, acc += r.lo * gates * n;
+    if (packed.data) return gemm<T>(mm(m, gates * n, H, H, H, false, true), h, packed, acc);
+    if (n == H) return gemm<T>(mm(m, gates * H, H, H, H, false, true), h, w_hh, acc);
+    GemmParams q = mm(m, n, H, H, H, false, true);  // a batch of one split over threads: gemv per gate
     q.ldc = gates * n;
     for (int64_t g = 0; g < gates; ++g) gemm<T>(q, h, w_hh + (g * H + lo) * H, acc + g * n);
   }
-  // dh[:, lo .. lo + n) (rows of H) = dA (B, G H) @ w_hh[:, lo .. lo + n) + beta * dh
-  void backward(const T* da, T* dh, double beta) const {
-    if (n <= 0) return;
-    GemmParams q = mm(p.batch, n, gates * p.hidden, gates * p.hidden, p.hidden, false, false, beta);
+  // dh[:, lo .. lo + n) (rows of H) = dA (B, G H) @ w_hh[:, lo .. lo + n) + beta * dh; the rows r only.
+  void backward(const T* da, T* dh, double beta, Rows r) const {
+    const int64_t m = r.hi - r.lo;
+    if (n <= 0 || m <= 0) return;
+    da += r.lo * gates * p.hidden, dh += r.lo * p.hidden;
+    GemmParams q = mm(m, n, gates * p.hidden, gates * p.hidden, p.hidden, false, false, beta);
     q.ldc = p.hidden;
     if (packed.data) gemm<T>(q, da, packed, dh + lo);
     else gemm<T>(q, da, w_hh + lo, dh + lo);
   }
 };
 
-// The recurrence of one call on recurrence_threads() threads, each with its
-// units u, its share rec of the recurrent GEMM and (forward) acc (B, G n) for
-// that GEMM's result. Forward, for t = 0 .. S-1: carry(t), the thread's GEMM
-// of step t, then pass(t), its gate pass over the rows [0, B). Backward, for
-// t = S-1 .. 0: carry(t + 1) (dh from dA_{t+1}; none at the last step) then
-// pass(t), and carry(0) at the end. A GEMM reads what every thread's previous
-// pass wrote (h_{t-1}, dA_{t+1}), hence a barrier after each pass; a pass
-// reads only what its own thread's GEMM wrote.
+// The recurrence of one call, split as recurrence_split() says: each thread
+// with its units u and rows r, its share rec of the recurrent GEMM (by rows,
+// all of it, shared) and (forward) acc (B, G n) for that GEMM's result (by
+// rows, shared, each thread writing its rows). Forward, for t = 0 .. S-1:
+// carry(t), the thread's GEMM of step t, then pass(t), its gate pass. Backward,
+// for t = S-1 .. 0: carry(t + 1) (dh from dA_{t+1}; none at the last step)
+// then pass(t), and carry(0) at the end. Split by units, a GEMM reads what
+// every thread's previous pass wrote (h_{t-1}, dA_{t+1}), hence a barrier
+// after each pass; a pass reads only what its own thread's GEMM wrote.
 // A one-step sequence (a cell) has nothing to carry between steps: the
 // engine threads its one GEMM (w_hh read in place) and the gate pass is split
 // by rows, as before the split by units, which measured 7-8% slower for the
@@ -246,37 +290,50 @@ struct Recurrent {
 // 1.03 ms at (32, 512, 512)).
 template <class T, class Carry, class Pass>
 void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward, Carry carry, Pass pass) {
-  const int64_t S = p.steps, B = p.batch;
+  const int64_t S = p.steps, B = p.batch, H = p.hidden;
+  const Units all_units{0, H};
+  const Rows all_rows{0, B};
+  const Split split = recurrence_split<T>(p, gates);
+  std::unique_ptr<Recurrent<T>> shared;  // a cell's, or the split by rows'
+  T* shared_acc = nullptr;
+  if (S == 1 || split.by_rows) {
+    shared.reset(new Recurrent<T>(p, gates, w_hh, all_units, backward));
+    if (!backward) shared_acc = kept<T>(1, B * gates * H);
+  }
   if (S == 1) {
-    const Units all{0, p.hidden};
-    const Recurrent<T> rec(p, gates, w_hh, all, backward);
-    T* acc = backward ? nullptr : kept<T>(1, B * gates * p.hidden);
-    if (!backward) carry(rec, acc, 0);
-#pragma omp parallel for num_threads(threads_for(B * 4 * p.hidden)) schedule(static)
-    for (int64_t b = 0; b < B; ++b) pass(all, b, b + 1, acc, 0);
-    if (backward) carry(rec, acc, 0);
+    if (!backward) carry(*shared, shared_acc, 0, all_rows);
+#pragma omp parallel for num_threads(threads_for(B * 4 * H)) schedule(static)
+    for (int64_t b = 0; b < B; ++b) pass(all_units, Rows{b, b + 1}, shared_acc, 0);
+    if (backward) carry(*shared, shared_acc, 0, all_rows);
     return;
   }
   Guard guard;
-#pragma omp parallel num_threads(recurrence_threads<T>(p, gates))
+#pragma omp parallel num_threads(split.threads)
   {
-    const Units u = my_units<T>(p.hidden);
-    std::unique_ptr<Recurrent<T>> rec;
-    std::unique_ptr<T[], AlignedFree> acc;
-    guard.run([&] {
-      rec.reset(new Recurrent<T>(p, gates, w_hh, u, backward));
-      if (!backward) acc = buffer<T>(B * gates * (u.hi - u.lo));
-    });
+    const Units u = split.by_rows ? all_units : my_units<T>(H);
+    const Rows r = split.by_rows ? my_rows(B) : all_rows;
+    std::unique_ptr<Recurrent<T>> own;
+    std::unique_ptr<T[], AlignedFree> own_acc;
+    if (!split.by_rows) {
+      guard.run([&] {
+        own.reset(new Recurrent<T>(p, gates, w_hh, u, backward));
+        if (!backward) own_acc = buffer<T>(B * gates * (u.hi - u.lo));
+      });
+    }
+    const Recurrent<T>* rec = split.by_rows ? shared.get() : own.get();
+    T* acc = split.by_rows ? shared_acc : own_acc.get();
     for (int64_t i = 0; i < S; ++i) {
       const int64_t t = backward ? S - 1 - i : i;
       guard.run([&] {
-        if (!backward) carry(*rec, acc.get(), t);
-        else if (i) carry(*rec, acc.get(), t + 1);
-        pass(u, 0, B, acc.get(), t);
+        if (!backward) carry(*rec, acc, t, r);
+        else if (i) carry(*rec, acc, t + 1, r);
+        pass(u, r, acc, t);
       });
+      if (!split.by_rows) {
 #pragma omp barrier
+      }
     }
-    if (backward) guard.run([&] { carry(*rec, acc.get(), 0); });
+    if (backward) guard.run([&] { carry(*rec, acc, 0, r); });
   }
   guard.rethrow();
 }
@@ -342,12 +399,14 @@ void lstm_forward(const RnnParams& p, const T* x, const T* h0, const T* c0, cons
   gemm<T>(mm(S * B, G4, p.input, p.input, p.input, false, true), x, w.w_ih, gates, GemmBias<T>{bias, nullptr});
   recurrence<T>(
       p, 4, w.w_hh, false,
-      [&](const Recurrent<T>& rec, T* acc, int64_t t) { rec.forward(t ? hs + (t - 1) * BH : h0, acc); },  // h w_hh^T
-      [&](Units u, int64_t b0, int64_t b1, const T* acc, int64_t t) {  // x w_ih^T + bias + h w_hh^T -> gates
+      [&](const Recurrent<T>& rec, T* acc, int64_t t, Rows r) {  // h w_hh^T
+        rec.forward(t ? hs + (t - 1) * BH : h0, acc, r);
+      },
+      [&](Units u, Rows rows, const T* acc, int64_t t) {  // x w_ih^T + bias + h w_hh^T -> gates
         const int64_t un = u.hi - u.lo;
         const T* c = t ? cs + (t - 1) * BH : c0;
         T* a = gates + t * B * G4;
-        for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t b = rows.lo; b < rows.hi; ++b) {
           T* ab = a + b * G4;
           const T* rb = acc + b * 4 * un;
           const int64_t r = b * H + t * BH;
@@ -377,12 +436,14 @@ void lstm_backward(const RnnParams& p, const T* x, const T* h0, const T* c0, con
   copy_or_zero(dc0, dc_n, BH);
   recurrence<T>(
       p, 4, w.w_hh, true,
-      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(da + t * B * G4, dh0, 0.0); },  // dh = dA_t w_hh
-      [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dA_t and dc
+      [&](const Recurrent<T>& rec, T*, int64_t t, Rows r) {  // dh = dA_t w_hh
+        rec.backward(da + t * B * G4, dh0, 0.0, r);
+      },
+      [&](Units u, Rows rows, const T*, int64_t t) {  // this thread's dA_t and dc
         const T* c = t ? cs + (t - 1) * BH : c0;
         const T* a = gates + t * B * G4;
         T* dat = da + t * B * G4;
-        for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t b = rows.lo; b < rows.hi; ++b) {
           const T* ab = a + b * G4;
           T* dab = dat + b * G4;
           const int64_t r = b * H + t * BH;
@@ -415,14 +476,16 @@ void gru_forward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<T
   gemm<T>(mm(S * B, G3, p.input, p.input, p.input, false, true), x, w.w_ih, gi, GemmBias<T>{w.b_ih, nullptr});
   recurrence<T>(
       p, 3, w.w_hh, false,
-      [&](const Recurrent<T>& rec, T* acc, int64_t t) { rec.forward(t ? hs + (t - 1) * BH : h0, acc); },  // h w_hh^T
-      [&](Units u, int64_t b0, int64_t b1, const T* acc, int64_t t) {  // this thread's gates and h
+      [&](const Recurrent<T>& rec, T* acc, int64_t t, Rows r) {  // h w_hh^T
+        rec.forward(t ? hs + (t - 1) * BH : h0, acc, r);
+      },
+      [&](Units u, Rows rows, const T* acc, int64_t t) {  // this thread's gates and h
         const int64_t un = u.hi - u.lo;
         const T* h = t ? hs + (t - 1) * BH : h0;
         const T* git = gi + t * B * G3;
         T* st = saved + t * B * G4;
         auto bias = [&](int64_t j, int64_t n) { return w.b_hh ? V::load(w.b_hh + j, n) : V(T(0)); };
-        for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t b = rows.lo; b < rows.hi; ++b) {
           const T *ib = git + b * G3, *rb = acc + b * 3 * un;
           T* sb = st + b * G4;
           for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
@@ -448,12 +511,14 @@ void gru_backward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<
   copy_or_zero(dh0, dh_n, BH);  // carries dh from step to step
   recurrence<T>(
       p, 3, w.w_hh, true,
-      [&](const Recurrent<T>& rec, T*, int64_t t) { rec.backward(dgh + t * B * G3, dh0, 1.0); },  // += dgh_t w_hh
-      [&](Units u, int64_t b0, int64_t b1, const T*, int64_t t) {  // this thread's dgi_t, dgh_t and dh z
+      [&](const Recurrent<T>& rec, T*, int64_t t, Rows r) {  // += dgh_t w_hh
+        rec.backward(dgh + t * B * G3, dh0, 1.0, r);
+      },
+      [&](Units u, Rows rows, const T*, int64_t t) {  // this thread's dgi_t, dgh_t and dh z
         const T* h = t ? hs + (t - 1) * BH : h0;
         const T* st = saved + t * B * G4;
         T *dit = dgi + t * B * G3, *dht = dgh + t * B * G3;
-        for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t b = rows.lo; b < rows.hi; ++b) {
           const T* sb = st + b * G4;
           T *di = dit + b * G3, *dhh = dht + b * G3;
           for_lanes<T>(u.lo, u.hi, [&](int64_t j, int64_t n) {
