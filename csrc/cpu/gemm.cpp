@@ -53,7 +53,7 @@ constexpr int64_t kPrefetchStrips = 2;
 constexpr double kMinFmasPerThread = double(1 << 19);
 // Tiles per thread: enough that a late or preempted thread leaves little tail.
 constexpr int64_t kTilesPerThread = 4;
-// A strips packed per work item.
+// Strips packed per work item (gemm's A blocks, and pack()).
 constexpr int64_t kPackGroup = 8;
 // Bytes of the shared packed A buffer: bounds the band of rows packed at once.
 constexpr int64_t kSharedABytes = int64_t(16) << 20;
@@ -263,13 +263,16 @@ PackedMatrix<T> pack(bool is_b, int64_t rows, int64_t depth, const T* src, int64
   out.data.reset(static_cast<T*>(aligned_bytes(static_cast<size_t>(total) * sizeof(T))));
   if (!out.data) throw std::bad_alloc();
   const Source<T> s{src, ld, is_b ? !trans : trans, nullptr};
-  const int64_t strips = padded / out.panel;
+  // kPackGroup strips per work item: a k-major source is then read in runs of
+  // kPackGroup panels, not one (an LSTM's w_hh (2048, 512) for dh = dA w_hh,
+  // 2 Zen 3 cores, medians of 41 interleaved: 0.97 -> 0.70 ms).
+  const int64_t width = kPackGroup * out.panel, groups = (padded + width - 1) / width;
   const int64_t blocks = depth > 0 ? (depth + out.kc - 1) / out.kc : 0;
   const int nt = static_cast<int>(std::min<int64_t>(get_num_threads(), std::max<int64_t>(1, padded * depth >> 16)));
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int64_t t = 0; t < strips * blocks; ++t) {
-    int64_t k0 = t / strips * out.kc, kc = std::min(out.kc, depth - k0), r0 = t % strips * out.panel;
-    s.block(r0, std::min(out.panel, rows - r0), k0, kc, out.panel, out.data.get() + k0 * padded + r0 * kc);
+  for (int64_t t = 0; t < groups * blocks; ++t) {
+    int64_t k0 = t / groups * out.kc, kc = std::min(out.kc, depth - k0), r0 = t % groups * width;
+    s.block(r0, std::min(width, rows - r0), k0, kc, out.panel, out.data.get() + k0 * padded + r0 * kc);
   }
   return out;
 }
