@@ -167,8 +167,8 @@ def test_sequences_give_identical_results_for_any_thread_count():
     """The recurrence splits batch rows or hidden units over threads and each GEMM
     sums in a fixed order, so 1, 2 and 3 threads give the same bits (both kernels,
     a sequence split either way, one step and a batch of one, H not a multiple of
-    the vector width). The bias
-    gradients are column sums that the engine splits over threads: close, not equal."""
+    the vector width). The bias gradients are column sums that the engine splits
+    over threads: close, not equal."""
     import deepkern
     gen = rng(12)
     old = deepkern.get_num_threads()
