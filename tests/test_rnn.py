@@ -163,6 +163,40 @@ def test_a_sequence_is_its_cells_step_by_step():
     assert_close(cn, cc, np.float64, name="c_n")
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_backward_is_the_same_whether_or_not_h0_lies_before_the_states(kind, with_h0):
+    """ops.lstm / ops.gru keep h0 right before hs[0], so that dw_hh is one GEMM; a
+    cache whose h0 lies elsewhere takes two. Same gradients (dw_hh up to the order
+    of its sums), and the caller's h0 is neither moved nor changed."""
+    gen = rng(21)
+    t, b, i, h = 5, 13, 6, 19
+    gates = 4 if kind == "lstm" else 3
+    x, h0, c0 = randn(gen, (t, b, i), np.float64), randn(gen, (b, h), np.float64), randn(gen, (b, h), np.float64)
+    h0_before = h0.copy()
+    w = weights(gen, gates, i, h, np.float64)
+    dy, dhn, dcn = randn(gen, (t, b, h), np.float64), randn(gen, (b, h), np.float64), randn(gen, (b, h), np.float64)
+    init = (h0, c0) if kind == "lstm" else (h0,)
+    out = getattr(ops, kind)(x, *(init if with_h0 else (None,) * len(init)), *w)
+    cache = out[-1]
+    np.testing.assert_array_equal(h0, h0_before)
+    np.testing.assert_array_equal(cache.h0, h0 if with_h0 else 0)
+    address = lambda a: a.__array_interface__["data"][0]
+    assert address(cache.h0) + cache.h0.nbytes == address(cache.hs), "h0 is not right before hs[0]"
+    apart = ops.RnnCache(cache.op, cache.x, cache.h0.copy(), cache.c0, cache.w_ih, cache.w_hh, cache.hs, cache.cs,
+                         cache.gates, cache.has_b_ih, cache.has_b_hh)
+    grads = (dy, dhn, dcn) if kind == "lstm" else (dy, dhn)
+    together, separate = (getattr(ops, kind + "_backward")(*grads, c) for c in (cache, apart))
+    names = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")
+    if kind == "gru":
+        names = names[:2] + names[3:]
+    for name, a, e in zip(names, together, separate):
+        if name == "dw_hh":
+            assert_close(a, e, np.float64, scale=sum_scale(t * b), name=name)
+        else:
+            np.testing.assert_array_equal(a, e, err_msg=name)
+
+
 def test_sequences_give_identical_results_for_any_thread_count():
     """The recurrence splits batch rows or hidden units over threads and each GEMM
     sums in a fixed order, so 1, 2 and 3 threads give the same bits (both kernels,

@@ -351,13 +351,21 @@ void input_gradients(const RnnParams& p, int64_t gh, const T* x, const T* w_ih, 
 }
 
 // ... and the recurrent side, dw_hh = dA^T [h0; hs[0 .. S-2]]: step 0 read h0,
-// the others the states before them (a second GEMM accumulating with beta = 1).
+// the others the states before them. One GEMM when h0 lies right before hs[0]
+// (ops.lstm and ops.gru allocate them so), else a second GEMM for h0
+// accumulating with beta = 1. One GEMM against two, T=50 forward + backward at
+// (32, 512, 512), 2 Zen 3 cores, medians of 31 interleaved: LSTM 120.95 ->
+// 120.49 ms, GRU 91.0 -> 90.4 (the K = 32 product alone: 0.7 ms).
 // S >= 1 here (nothing_to_do handles S = 0).
 template <class T>
 void recurrent_gradients(const RnnParams& p, int64_t gh, const T* h0, const T* hs, const T* da, T* dw_hh, T* db) {
   const int64_t S = p.steps, B = p.batch, H = p.hidden;
-  gemm<T>(mm(gh, H, B, gh, H, true, false), da, h0, dw_hh);
-  if (S > 1) gemm<T>(mm(gh, H, (S - 1) * B, gh, H, true, false, 1.0), da + B * gh, hs, dw_hh);
+  if (h0 + B * H == hs) {
+    gemm<T>(mm(gh, H, S * B, gh, H, true, false), da, h0, dw_hh);
+  } else {
+    gemm<T>(mm(gh, H, B, gh, H, true, false), da, h0, dw_hh);
+    if (S > 1) gemm<T>(mm(gh, H, (S - 1) * B, gh, H, true, false, 1.0), da + B * gh, hs, dw_hh);
+  }
   if (db) sum_rows<T>(S * B, gh, da, db);
 }
 

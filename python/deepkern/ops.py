@@ -1027,7 +1027,16 @@ def _rnn_forward(op, gates, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     t, b, _, h = _rnn_dims(x, w_ih, gates, cell)
     h0 = _rnn_state(op, names[0], h0, x, b, h)
     lead = (b,) if cell else (t, b)
-    hs = _rnn_empty(op, x, lead + (h,))
+    if cell:
+        hs = _rnn_empty(op, x, lead + (h,))
+    else:
+        # h0 copied in right before hs[0]: backward's dw_hh = dA^T [h0; hs[:-1]] is
+        # then one GEMM (a malformed h0 is left for the binding to report).
+        states = _rnn_empty(op, x, (t + 1, b, h))
+        hs = states[1:]
+        if tuple(h0.shape) == (b, h) and h0.dtype == hs.dtype:
+            states[0] = h0
+            h0 = states[0]
     g = _rnn_empty(op, x, lead + (4 * h,))
     if gates == 4:
         c0 = _rnn_state(op, names[1], c0, x, b, h)
