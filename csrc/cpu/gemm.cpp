@@ -253,9 +253,8 @@ void gemm(const GemmParams& p, GemmOperand<T> a, GemmOperand<T> b, T* c, const G
 }
 
 template <class T>
-PackedMatrix<T> pack(bool is_b, int64_t rows, int64_t depth, const T* src, int64_t ld, bool trans) {
+void pack(PackedMatrix<T>& out, bool is_b, int64_t rows, int64_t depth, const T* src, int64_t ld, bool trans) {
   using B = Blk<T>;
-  PackedMatrix<T> out;
   out.is_b = is_b;
   out.rows = rows;
   out.depth = depth;
@@ -264,8 +263,13 @@ PackedMatrix<T> pack(bool is_b, int64_t rows, int64_t depth, const T* src, int64
   const int64_t padded = round_up(rows, out.panel);
   if (depth > 0 && padded > INT64_MAX / int64_t(sizeof(T)) / depth) throw std::bad_alloc();
   const int64_t total = std::max<int64_t>(1, padded * depth);
-  out.data.reset(static_cast<T*>(aligned_bytes(static_cast<size_t>(total) * sizeof(T))));
-  if (!out.data) throw std::bad_alloc();
+  if (out.capacity < total) {
+    out.data.reset();  // not both at once
+    out.capacity = 0;
+    out.data.reset(static_cast<T*>(aligned_bytes(static_cast<size_t>(total) * sizeof(T))));
+    if (!out.data) throw std::bad_alloc();
+    out.capacity = total;
+  }
   const Source<T> s{src, ld, is_b ? !trans : trans, nullptr};
   // kPackGroup strips per work item: a k-major source is then read in runs of
   // kPackGroup panels, not one (an LSTM's w_hh (2048, 512) for dh = dA w_hh,
@@ -278,7 +282,6 @@ PackedMatrix<T> pack(bool is_b, int64_t rows, int64_t depth, const T* src, int64
     int64_t k0 = t / groups * out.kc, kc = std::min(out.kc, depth - k0), r0 = t % groups * width;
     s.block(r0, std::min(width, rows - r0), k0, kc, out.panel, out.data.get() + k0 * padded + r0 * kc);
   }
-  return out;
 }
 
 }  // namespace

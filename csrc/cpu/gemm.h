@@ -6,6 +6,8 @@
 //                                    for a packed operand p.ld* and p.trans_* are ignored
 //   pack_a(m, k, a, lda, trans_a)    op(A) (m x k) packed once into the engine's panels
 //   pack_b(k, n, b, ldb, trans_b)    op(B) (k x n) likewise
+//   repack_a(into, m, k, a, lda, trans_a)  pack_a into a matrix kept between calls,
+//                                    whose storage is reused when big enough
 //   sum_rows(m, n, x, out)           out[j] = sum_i x[i * n + j] (bias gradient)
 //
 // Pre-packing is for a weight multiplied many times: conv's weight is A
@@ -62,6 +64,7 @@ struct PackedMatrix {
   int64_t panel = 0;      // MR (A) or NR (B) of the ISA that packed it
   int64_t kc = 0;         // K block of that ISA for this depth
   std::unique_ptr<T[], AlignedFree> data;
+  int64_t capacity = 0;   // elements data holds
 };
 
 // Added to C after alpha * op(A) op(B) + beta * C, once:
@@ -88,7 +91,8 @@ struct GemmKernels {
   void (*gemm)(const GemmParams& p, GemmOperand<T> a, GemmOperand<T> b, T* c, const GemmBias<T>& bias);
   // is_b false: src holds A (m x k, or k x m when trans); rows = m, depth = k.
   // is_b true:  src holds B (k x n, or n x k when trans); rows = n, depth = k.
-  PackedMatrix<T> (*pack)(bool is_b, int64_t rows, int64_t depth, const T* src, int64_t ld, bool trans);
+  // Packs into out, reusing its storage when it has the capacity.
+  void (*pack)(PackedMatrix<T>& out, bool is_b, int64_t rows, int64_t depth, const T* src, int64_t ld, bool trans);
   // out[j] = sum over i of x[i * n + j], x (m, n): the bias gradient of linear.
   void (*sum_rows)(int64_t m, int64_t n, const T* x, T* out);
   // Measured FMA throughput of `threads` threads running for `seconds`:
@@ -118,12 +122,21 @@ inline void gemm(const GemmParams& p, typename NonDeduced<GemmOperand<T>>::type 
 
 template <class T>
 inline PackedMatrix<T> pack_a(int64_t m, int64_t k, const T* a, int64_t lda, bool trans_a) {
-  return gemm_kernels<T>().pack(false, m, k, a, lda, trans_a);
+  PackedMatrix<T> out;
+  gemm_kernels<T>().pack(out, false, m, k, a, lda, trans_a);
+  return out;
+}
+
+template <class T>
+inline void repack_a(PackedMatrix<T>& into, int64_t m, int64_t k, const T* a, int64_t lda, bool trans_a) {
+  gemm_kernels<T>().pack(into, false, m, k, a, lda, trans_a);
 }
 
 template <class T>
 inline PackedMatrix<T> pack_b(int64_t k, int64_t n, const T* b, int64_t ldb, bool trans_b) {
-  return gemm_kernels<T>().pack(true, n, k, b, ldb, trans_b);
+  PackedMatrix<T> out;
+  gemm_kernels<T>().pack(out, true, n, k, b, ldb, trans_b);
+  return out;
 }
 
 template <class T>

@@ -14,8 +14,8 @@
 // gates into the gate gradients dA_t (stored for all steps), then one GEMM
 // carries dh to the previous step, dh = dA_t @ w_hh. Everything else is a
 // large GEMM after the loop: dx = dA @ w_ih, dw_ih = dA^T x, dw_hh = dA^T
-// [h0; hs[0 .. S-2]] (two GEMMs, the second accumulating with beta = 1), and
-// the bias gradients are dA's column sums.
+// [h0; hs[0 .. S-2]] (see gradients()), and the bias gradients are dA's
+// column sums.
 //
 // Threads: the recurrence is one parallel region per call, split one of two
 // ways (recurrence_split()).
@@ -338,35 +338,40 @@ void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward,
   guard.rethrow();
 }
 
-// After the backward loop, from the gate gradients of every step, dA (S B, G H):
-// the input side, dx = dA @ w_ih and dw_ih = dA^T x, and the column sums of dA
-// (a bias gradient, when db is non-null)...
-template <class T>
-void input_gradients(const RnnParams& p, int64_t gh, const T* x, const T* w_ih, const T* da, T* dx, T* dw_ih,
-                     T* db) {
-  const int64_t SB = p.steps * p.batch, I = p.input;
-  gemm<T>(mm(SB, I, gh, gh, I, false, false), da, w_ih, dx);
-  gemm<T>(mm(gh, I, SB, gh, I, true, false), da, x, dw_ih);
-  if (db) sum_rows<T>(SB, gh, da, db);
-}
-
-// ... and the recurrent side, dw_hh = dA^T [h0; hs[0 .. S-2]]: step 0 read h0,
-// the others the states before them. One GEMM when h0 lies right before hs[0]
-// (ops.lstm and ops.gru allocate them so), else a second GEMM for h0
-// accumulating with beta = 1. One GEMM against two, T=50 forward + backward at
-// (32, 512, 512), 2 Zen 3 cores, medians of 31 interleaved: LSTM 120.95 ->
+// After the backward loop, from the gate gradients of every step (S B, G H):
+// dx = da_ih @ w_ih, dw_ih = da_ih^T x and dw_hh = da_hh^T [h0; hs[0 .. S-2]]
+// (LSTM: both are dA; GRU: the input and the recurrent parts), and the bias
+// gradients, their column sums (db_ih, db_hh where non-null). Step 0 read h0,
+// the others the states before them: one GEMM when h0 lies right before
+// hs[0] (ops.lstm and ops.gru allocate them so), else a second GEMM for h0
+// accumulating with beta = 1. One GEMM against two, T=50 forward + backward
+// at (32, 512, 512), 2 Zen 3 cores, medians of 31 interleaved: LSTM 120.95 ->
 // 120.49 ms, GRU 91.0 -> 90.4 (the K = 32 product alone: 0.7 ms).
+// An LSTM's two weight gradients then share one A, dA^T, packed once into a
+// matrix kept between calls (as the gate gradients are, and the same size):
+// LSTM 120.7 -> 118.7 and 119.2 -> 117.7 ms in two runs, bit-identical.
+// Packed into fresh memory every call it was slower than packing twice (page
+// faults on 13 MiB).
 // S >= 1 here (nothing_to_do handles S = 0).
 template <class T>
-void recurrent_gradients(const RnnParams& p, int64_t gh, const T* h0, const T* hs, const T* da, T* dw_hh, T* db) {
-  const int64_t S = p.steps, B = p.batch, H = p.hidden;
-  if (h0 + B * H == hs) {
-    gemm<T>(mm(gh, H, S * B, gh, H, true, false), da, h0, dw_hh);
-  } else {
-    gemm<T>(mm(gh, H, B, gh, H, true, false), da, h0, dw_hh);
-    if (S > 1) gemm<T>(mm(gh, H, (S - 1) * B, gh, H, true, false, 1.0), da + B * gh, hs, dw_hh);
+void gradients(const RnnParams& p, int64_t gh, const T* x, const T* w_ih, const T* h0, const T* hs, const T* da_ih,
+               const T* da_hh, T* dx, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
+  const int64_t S = p.steps, B = p.batch, H = p.hidden, I = p.input, SB = S * B;
+  gemm<T>(mm(SB, I, gh, gh, I, false, false), da_ih, w_ih, dx);
+  if (db_ih) sum_rows<T>(SB, gh, da_ih, db_ih);
+  if (db_hh) sum_rows<T>(SB, gh, da_hh, db_hh);
+  const bool adjacent = h0 + B * H == hs;
+  if (adjacent && da_ih == da_hh) {
+    static thread_local PackedMatrix<T> da_t;
+    repack_a<T>(da_t, gh, SB, da_ih, gh, true);
+    gemm<T>(mm(gh, I, SB, gh, I, true, false), da_t, x, dw_ih);
+    gemm<T>(mm(gh, H, SB, gh, H, true, false), da_t, h0, dw_hh);
+    return;
   }
-  if (db) sum_rows<T>(S * B, gh, da, db);
+  gemm<T>(mm(gh, I, SB, gh, I, true, false), da_ih, x, dw_ih);
+  if (adjacent) return gemm<T>(mm(gh, H, SB, gh, H, true, false), da_hh, h0, dw_hh);
+  gemm<T>(mm(gh, H, B, gh, H, true, false), da_hh, h0, dw_hh);
+  if (S > 1) gemm<T>(mm(gh, H, (S - 1) * B, gh, H, true, false, 1.0), da_hh + B * gh, hs, dw_hh);
 }
 
 // Backward with nothing to differentiate (no steps, an empty batch or no
@@ -467,8 +472,7 @@ void lstm_backward(const RnnParams& p, const T* x, const T* h0, const T* c0, con
           });
         }
       });
-  input_gradients(p, G4, x, w.w_ih, da, dx, g.dw_ih, g.db_ih ? g.db_ih : g.db_hh);
-  recurrent_gradients<T>(p, G4, h0, hs, da, g.dw_hh, nullptr);
+  gradients<T>(p, G4, x, w.w_ih, h0, hs, da, da, dx, g.dw_ih, g.dw_hh, g.db_ih ? g.db_ih : g.db_hh, nullptr);
   if (g.db_ih && g.db_hh) std::copy(g.db_ih, g.db_ih + G4, g.db_hh);  // both biases enter the same sum
 }
 
@@ -541,8 +545,7 @@ void gru_backward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<
           });
         }
       });
-  input_gradients(p, G3, x, w.w_ih, dgi, dx, g.dw_ih, g.db_ih);
-  recurrent_gradients(p, G3, h0, hs, dgh, g.dw_hh, g.db_hh);
+  gradients<T>(p, G3, x, w.w_ih, h0, hs, dgi, dgh, dx, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh);
 }
 
 }  // namespace
