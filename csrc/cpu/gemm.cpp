@@ -271,7 +271,8 @@ void pack(PackedMatrix<T>& out, bool is_b, int64_t rows, int64_t depth, const T*
   const int64_t padded = round_up(rows, out.panel);
   if (depth > 0 && padded > INT64_MAX / int64_t(sizeof(T)) / depth) throw std::bad_alloc();
   const int64_t total = std::max<int64_t>(1, padded * depth);
-  if (out.capacity < total) {
+  // (!out.data: a moved-from matrix keeps its capacity, not its storage)
+  if (!out.data || out.capacity < total) {
     out.data.reset();  // not both at once
     out.capacity = 0;
     out.data.reset(static_cast<T*>(aligned_bytes(static_cast<size_t>(total) * sizeof(T))));
