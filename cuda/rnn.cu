@@ -278,7 +278,8 @@ void lstm_backward(const RnnParams& p, const T* x, const T* h0, const T* c0, con
     lstm_backward_kernel<T><<<grid_for(BH, kBlock), kBlock, 0, s>>>(
         B, H, gates + t * B * G4, c, cs + t * BH, dy ? dy + t * BH : nullptr, dh0, dc0, dat);
     check_launch(op);
-    mm<T>(op, B, H, G4, dat, G4, false, w.w_hh, H, false, dh0, 0.0, s);  // dh = dA_t w_hh
+    // dh = dA_t w_hh (at t = 0 it is dh0, made only when wanted)
+    if (t > 0 || p.state_grads) mm<T>(op, B, H, G4, dat, G4, false, w.w_hh, H, false, dh0, 0.0, s);
   }
   weight_gradients<T>(op, p, G4, x, h0, hs, w.w_ih, da.get(), da.get(), dx, g.dw_ih, g.dw_hh, s);
   // Both biases enter the same sum: one column sum serves both.
@@ -323,7 +324,8 @@ void gru_backward(const RnnParams& p, const T* x, const T* h0, const RnnWeights<
     gru_backward_kernel<T><<<grid_for(BH, kBlock), kBlock, 0, s>>>(
         B, H, saved + t * B * G4, h, dy ? dy + t * BH : nullptr, dh0, dgi.get() + t * B * G3, dht);
     check_launch(op);
-    mm<T>(op, B, H, G3, dht, G3, false, w.w_hh, H, false, dh0, 1.0, s);  // dh = dh z + dgh_t w_hh
+    // dh = dh z + dgh_t w_hh (at t = 0 it is dh0, made only when wanted)
+    if (t > 0 || p.state_grads) mm<T>(op, B, H, G3, dht, G3, false, w.w_hh, H, false, dh0, 1.0, s);
   }
   weight_gradients<T>(op, p, G3, x, h0, hs, w.w_ih, dgi.get(), dgh.get(), dx, g.dw_ih, g.dw_hh, s);
   column_sums<T>(op, S * B, G3, dgi.get(), g.db_ih, nullptr, s);

@@ -197,6 +197,41 @@ def test_backward_is_the_same_whether_or_not_h0_lies_before_the_states(kind, wit
             np.testing.assert_array_equal(a, e, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t,b,i,h", [(1, 3, 5, 7), (5, 2, 1, 17), (6, 16, 24, 40), (5, 64, 7, 63), (5, 8, 7, 130),
+                                     (3, 1, 5, 400), (0, 2, 3, 5)])
+def test_backward_without_state_grads_skips_only_them(t, b, i, h, dtype):
+    """state_grads=False (a caller that passed no initial state): dh0 / dc0 come back
+    None and every other gradient is bit-identical to the full backward's, for the
+    sequences (split by rows, by units, a batch of one, one step) and the cells."""
+    gen = rng(t * 100 + b * 10 + h + 3)
+    x, h0, c0 = randn(gen, (t, b, i), dtype), randn(gen, (b, h), dtype), randn(gen, (b, h), dtype)
+    dy, dhn, dcn = randn(gen, (t, b, h), dtype), randn(gen, (b, h), dtype), randn(gen, (b, h), dtype)
+    w4, w3 = weights(gen, 4, i, h, dtype), weights(gen, 3, i, h, dtype)
+    cache = ops.lstm(x, h0, c0, *w4)[-1]
+    full, part = ops.lstm_backward(dy, dhn, dcn, cache), ops.lstm_backward(dy, dhn, dcn, cache, state_grads=False)
+    assert part[1] is None and part[2] is None
+    for k in (0, 3, 4, 5, 6):
+        np.testing.assert_array_equal(part[k], full[k], err_msg=f"lstm result {k}")
+    cache = ops.gru(x, h0, *w3)[-1]
+    full, part = ops.gru_backward(dy, dhn, cache), ops.gru_backward(dy, dhn, cache, state_grads=False)
+    assert part[1] is None
+    for k in (0, 2, 3, 4, 5):
+        np.testing.assert_array_equal(part[k], full[k], err_msg=f"gru result {k}")
+    if t == 0:
+        return
+    cache = ops.lstm_cell(x[0], h0, c0, *w4)[-1]
+    full, part = ops.lstm_cell_backward(dy[0], dcn, cache), ops.lstm_cell_backward(dy[0], dcn, cache, False)
+    assert part[1] is None and part[2] is None
+    for k in (0, 3, 4, 5, 6):
+        np.testing.assert_array_equal(part[k], full[k], err_msg=f"lstm_cell result {k}")
+    cache = ops.gru_cell(x[0], h0, *w3)[-1]
+    full, part = ops.gru_cell_backward(dy[0], cache), ops.gru_cell_backward(dy[0], cache, state_grads=False)
+    assert part[1] is None
+    for k in (0, 2, 3, 4, 5):
+        np.testing.assert_array_equal(part[k], full[k], err_msg=f"gru_cell result {k}")
+
+
 def test_sequences_give_identical_results_for_any_thread_count():
     """The recurrence splits batch rows or hidden units over threads and each GEMM
     sums in a fixed order, so 1, 2 and 3 threads give the same bits (both kernels,

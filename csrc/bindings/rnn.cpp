@@ -275,9 +275,10 @@ void lstm_forward(bool cell, py::handle x_, py::handle h0_, py::handle c0_, py::
 void lstm_backward(bool cell, py::handle dy_, py::handle dh_n_, py::handle dc_n_, py::handle x_, py::handle h0_,
                    py::handle c0_, py::handle w_ih_, py::handle w_hh_, py::handle hs_, py::handle cs_,
                    py::handle gates_, py::handle dx_, py::handle dh0_, py::handle dc0_, py::handle dw_ih_,
-                   py::handle dw_hh_, py::handle db_ih_, py::handle db_hh_) {
+                   py::handle dw_hh_, py::handle db_ih_, py::handle db_hh_, bool state_grads) {
   Rnn r(true, cell, true);
   r.inputs(x_, w_ih_, w_hh_);
+  r.p.state_grads = state_grads;
   const void *h0 = r.state(r.nm.h0, h0_), *c0 = r.state(r.nm.c0, c0_);
   by_dtype(r.dt, [&](auto tag) {
     using T = decltype(tag);
@@ -319,9 +320,10 @@ void gru_forward(bool cell, py::handle x_, py::handle h0_, py::handle w_ih_, py:
 
 void gru_backward(bool cell, py::handle dy_, py::handle dh_n_, py::handle x_, py::handle h0_, py::handle w_ih_,
                   py::handle w_hh_, py::handle hs_, py::handle saved_, py::handle dx_, py::handle dh0_,
-                  py::handle dw_ih_, py::handle dw_hh_, py::handle db_ih_, py::handle db_hh_) {
+                  py::handle dw_ih_, py::handle dw_hh_, py::handle db_ih_, py::handle db_hh_, bool state_grads) {
   Rnn r(false, cell, true);
   r.inputs(x_, w_ih_, w_hh_);
+  r.p.state_grads = state_grads;
   const void* h0 = r.state(r.nm.h0, h0_);
   by_dtype(r.dt, [&](auto tag) {
     using T = decltype(tag);
@@ -366,15 +368,16 @@ void bind_rnn(py::module_& m) {
         [cell](py::handle dy, py::handle dh_n, py::handle dc_n, py::handle x, py::handle h0, py::handle c0,
                py::handle w_ih, py::handle w_hh, py::handle hs, py::handle cs, py::handle gates, py::handle dx,
                py::handle dh0, py::handle dc0, py::handle dw_ih, py::handle dw_hh, py::handle db_ih,
-               py::handle db_hh) {
+               py::handle db_hh, bool state_grads) {
           lstm_backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, hs, cs, gates, dx, dh0, dc0, dw_ih, dw_hh,
-                        db_ih, db_hh);
+                        db_ih, db_hh, state_grads);
         },
         arg(cell ? "dh_new" : "dy"), arg("dh_n"), arg(cell ? "dc_new" : "dc_n"), arg("x"), arg(h0), arg(c0),
         arg("w_ih"), arg("w_hh"), arg(cell ? "h_new" : "hs"), arg(cell ? "c_new" : "cs"), arg("gates"), arg("dx"),
         arg(cell ? "dh" : "dh0"), arg(cell ? "dc" : "dc0"), arg("dw_ih"), arg("dw_hh"), arg("db_ih"), arg("db_hh"),
+        arg("state_grads") = true,
         "Gradients of the LSTM forward in place (incoming gradients and bias gradients may be None; a cell "
-        "ignores dh_n and h_new).");
+        "ignores dh_n and h_new; state_grads=False leaves dh0 undefined and skips its product).");
     m.def(
         gru.c_str(),
         [cell](py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
@@ -387,14 +390,14 @@ void bind_rnn(py::module_& m) {
         (gru + "_backward").c_str(),
         [cell](py::handle dy, py::handle dh_n, py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh,
                py::handle hs, py::handle saved, py::handle dx, py::handle dh0, py::handle dw_ih, py::handle dw_hh,
-               py::handle db_ih, py::handle db_hh) {
-          gru_backward(cell, dy, dh_n, x, h0, w_ih, w_hh, hs, saved, dx, dh0, dw_ih, dw_hh, db_ih, db_hh);
+               py::handle db_ih, py::handle db_hh, bool state_grads) {
+          gru_backward(cell, dy, dh_n, x, h0, w_ih, w_hh, hs, saved, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, state_grads);
         },
         arg(cell ? "dh_new" : "dy"), arg("dh_n"), arg("x"), arg(h0), arg("w_ih"), arg("w_hh"),
         arg(cell ? "h_new" : "hs"), arg("saved"), arg("dx"), arg(cell ? "dh" : "dh0"), arg("dw_ih"), arg("dw_hh"),
-        arg("db_ih"), arg("db_hh"),
+        arg("db_ih"), arg("db_hh"), arg("state_grads") = true,
         "Gradients of the GRU forward in place (incoming gradients and bias gradients may be None; a cell "
-        "ignores dh_n and h_new).");
+        "ignores dh_n and h_new; state_grads=False leaves dh0 undefined and skips its product).");
   }
 }
 

@@ -163,6 +163,10 @@ struct BatchNormParams {
 // (gates * hidden, input), w_hh (gates * hidden, hidden), biases (gates * hidden).
 struct RnnParams {
   int64_t steps = 1, batch = 0, input = 0, hidden = 0;
+  // Backward: whether the caller wants dh0 (a caller that passed no initial
+  // state does not, as torch's autograd does not); false skips the last
+  // product, dh0 = dA_0 w_hh, and leaves dh0 undefined (dc0 still comes out).
+  bool state_grads = true;
 };
 
 // The weights of one LSTM/GRU layer as PyTorch's (shapes in cpu/rnn.h); a bias may be nullptr.

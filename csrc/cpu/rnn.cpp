@@ -287,7 +287,8 @@ struct Recurrent {
 // rows, shared, each thread writing its rows). Forward, for t = 0 .. S-1:
 // carry(t), the thread's GEMM of step t, then pass(t), its gate pass. Backward,
 // for t = S-1 .. 0: carry(t + 1) (dh from dA_{t+1}; none at the last step)
-// then pass(t), and carry(0) at the end. Split by units, a GEMM reads what
+// then pass(t), and carry(0) at the end (only for p.state_grads: it makes
+// dh0 and nothing else). Split by units, a GEMM reads what
 // every thread's previous pass wrote (h_{t-1}, dA_{t+1}), hence a barrier
 // after each pass; a pass reads only what its own thread's GEMM wrote.
 // A one-step sequence (a cell) has nothing to carry between steps: the
@@ -311,7 +312,7 @@ void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward,
     if (!backward) carry(*shared, shared_acc, 0, all_rows);
 #pragma omp parallel for num_threads(threads_for(B * 4 * H)) schedule(static)
     for (int64_t b = 0; b < B; ++b) pass(all_units, Rows{b, b + 1}, shared_acc, 0);
-    if (backward) carry(*shared, shared_acc, 0, all_rows);
+    if (backward && p.state_grads) carry(*shared, shared_acc, 0, all_rows);
     return;
   }
   Guard guard;
@@ -340,7 +341,7 @@ void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward,
 #pragma omp barrier
       }
     }
-    if (backward) guard.run([&] { carry(*rec, acc, 0, r); });
+    if (backward && p.state_grads) guard.run([&] { carry(*rec, acc, 0, r); });
   }
   guard.rethrow();
 }

@@ -1048,7 +1048,7 @@ def _rnn_forward(op, gates, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     return hs, cs, RnnCache(op, x, h0, c0, w_ih, w_hh, hs, cs, g, b_ih is not None, b_hh is not None)
 
 
-def _rnn_backward(op, dy, dh_n, dc_n, cache):
+def _rnn_backward(op, dy, dh_n, dc_n, cache, state_grads=True):
     fwd = op.removesuffix("_backward")
     if not isinstance(cache, RnnCache) or cache.op != fwd:
         raise TypeError(f"[{op}] cache must be the RnnCache that {fwd} returned, got "
@@ -1061,12 +1061,16 @@ def _rnn_backward(op, dy, dh_n, dc_n, cache):
     db_ih = _new_like(c.x, tuple(c.w_ih.shape[:1])) if c.has_b_ih else None
     db_hh = _new_like(c.x, tuple(c.w_ih.shape[:1])) if c.has_b_hh else None
     grads = (dw_ih, dw_hh, db_ih, db_hh)
+    # Without state_grads the kernels still carry dh (and dc) through dh0 (dc0) but
+    # skip the product that only dh0 needs; the caller gets None for them.
+    state_grads = bool(state_grads)
     if c.cs is not None:  # LSTM
         dc0 = _new_like(c.x, tuple(c.c0.shape))
-        getattr(_C, op)(dy, dh_n, dc_n, c.x, c.h0, c.c0, c.w_ih, c.w_hh, c.hs, c.cs, c.gates, dx, dh0, dc0, *grads)
-        return (dx, dh0, dc0) + grads
-    getattr(_C, op)(dy, dh_n, c.x, c.h0, c.w_ih, c.w_hh, c.hs, c.gates, dx, dh0, *grads)
-    return (dx, dh0) + grads
+        getattr(_C, op)(dy, dh_n, dc_n, c.x, c.h0, c.c0, c.w_ih, c.w_hh, c.hs, c.cs, c.gates, dx, dh0, dc0, *grads,
+                        state_grads)
+        return (dx, dh0, dc0) + grads if state_grads else (dx, None, None) + grads
+    getattr(_C, op)(dy, dh_n, c.x, c.h0, c.w_ih, c.w_hh, c.hs, c.gates, dx, dh0, *grads, state_grads)
+    return (dx, dh0 if state_grads else None) + grads
 
 
 def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -1077,10 +1081,12 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
     return h_new, c_new, cache
 
 
-def lstm_cell_backward(dh_new, dc_new, cache):
+def lstm_cell_backward(dh_new, dc_new, cache, state_grads=True):
     """Gradients of lstm_cell from dh_new, dc_new (B, H) (either may be None: zero):
-    (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh), db_* None where the forward had no bias."""
-    return _rnn_backward("lstm_cell_backward", dh_new, None, dc_new, cache)
+    (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh), db_* None where the forward had no bias.
+    state_grads=False: dh and dc come back None, and the product dA w_hh that only dh
+    needs is skipped (a caller that passed no state has no use for them)."""
+    return _rnn_backward("lstm_cell_backward", dh_new, None, dc_new, cache, state_grads)
 
 
 def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -1089,9 +1095,10 @@ def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
     return h_new, cache
 
 
-def gru_cell_backward(dh_new, cache):
-    """Gradients of gru_cell from dh_new (B, H): (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
-    return _rnn_backward("gru_cell_backward", dh_new, None, None, cache)
+def gru_cell_backward(dh_new, cache, state_grads=True):
+    """Gradients of gru_cell from dh_new (B, H): (dx, dh, dw_ih, dw_hh, db_ih, db_hh);
+    state_grads=False: dh comes back None and its product is skipped."""
+    return _rnn_backward("gru_cell_backward", dh_new, None, None, cache, state_grads)
 
 
 def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -1103,11 +1110,12 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None):
     return y, _copy(y[-1]), _copy(cs[-1]), cache
 
 
-def lstm_backward(dy, dh_n, dc_n, cache):
+def lstm_backward(dy, dh_n, dc_n, cache, state_grads=True):
     """Backward through time of lstm from dy (T, B, H), the gradient of y, and dh_n,
     dc_n (B, H), those of the final states (each may be None: zero):
-    (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
-    return _rnn_backward("lstm_backward", dy, dh_n, dc_n, cache)
+    (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh). state_grads=False: dh0 and dc0 come
+    back None, and the first step's product dA_0 w_hh, which only dh0 needs, is skipped."""
+    return _rnn_backward("lstm_backward", dy, dh_n, dc_n, cache, state_grads)
 
 
 def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -1116,7 +1124,8 @@ def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
     return y, _copy(y[-1] if y.shape[0] else cache.h0), cache
 
 
-def gru_backward(dy, dh_n, cache):
+def gru_backward(dy, dh_n, cache, state_grads=True):
     """Backward through time of gru from dy (T, B, H) and dh_n (B, H) (each may be None):
-    (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
-    return _rnn_backward("gru_backward", dy, dh_n, None, cache)
+    (dx, dh0, dw_ih, dw_hh, db_ih, db_hh); state_grads=False: dh0 comes back None and
+    its product is skipped."""
+    return _rnn_backward("gru_backward", dy, dh_n, None, cache, state_grads)

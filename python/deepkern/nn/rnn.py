@@ -211,10 +211,10 @@ class _RNNBase(Module):
                 dyd = xp.ascontiguousarray(dyd if d == 0 else dyd[::-1])
                 finals = tuple(s[i] for s in d_final) or (None,) * (2 if lstm else 1)
                 if lstm:
-                    dxd, dh0, dc0, *grads = ops.lstm_backward(dyd, *finals, caches[i])
+                    dxd, dh0, dc0, *grads = ops.lstm_backward(dyd, *finals, caches[i], had_state)
                     d_init[i] = (dh0, dc0)
                 else:
-                    dxd, dh0, *grads = ops.gru_backward(dyd, *finals, caches[i])
+                    dxd, dh0, *grads = ops.gru_backward(dyd, *finals, caches[i], had_state)
                     d_init[i] = (dh0,)
                 for p, g in zip(self._weights(layer, d), grads):
                     if p is not None:
@@ -360,11 +360,13 @@ class LSTMCell(_CellBase):
         cache, batched, had_state = self._pop()
         b = cache.x.shape[0]
         dh_new, dc_new = self._grad_in(dh_new, "dh_new", batched, b), self._grad_in(dc_new, "dc_new", batched, b)
-        dx, dh, dc, *grads = ops.lstm_cell_backward(dh_new, dc_new, cache)
+        dx, dh, dc, *grads = ops.lstm_cell_backward(dh_new, dc_new, cache, had_state)
         self._grads(grads)
         if not batched:
-            dx, dh, dc = dx[0], dh[0], dc[0]
-        return (dx, (dh, dc)) if had_state else dx
+            dx = dx[0]
+        if not had_state:  # no state given: dh, dc were not computed (None)
+            return dx
+        return dx, ((dh, dc) if batched else (dh[0], dc[0]))
 
 
 class GRUCell(_CellBase):
@@ -381,11 +383,13 @@ class GRUCell(_CellBase):
     def backward(self, dh_new):
         cache, batched, had_state = self._pop()
         dh_new = self._grad_in(dh_new, "dh_new", batched, cache.x.shape[0])
-        dx, dh, *grads = ops.gru_cell_backward(dh_new, cache)
+        dx, dh, *grads = ops.gru_cell_backward(dh_new, cache, had_state)
         self._grads(grads)
         if not batched:
-            dx, dh = dx[0], dh[0]
-        return (dx, dh) if had_state else dx
+            dx = dx[0]
+        if not had_state:  # no state given: dh was not computed (None)
+            return dx
+        return dx, (dh if batched else dh[0])
 
 
 class Embedding(Module):
