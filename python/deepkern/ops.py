@@ -1068,7 +1068,7 @@ def _rnn_backward(op, dy, dh_n, dc_n, cache, state_grads=True):
         dc0 = _new_like(c.x, tuple(c.c0.shape))
         getattr(_C, op)(dy, dh_n, dc_n, c.x, c.h0, c.c0, c.w_ih, c.w_hh, c.hs, c.cs, c.gates, dx, dh0, dc0, *grads,
                         state_grads)
-        return (dx, dh0, dc0) + grads if state_grads else (dx, None, None) + grads
+        return (dx,) + ((dh0, dc0) if state_grads else (None, None)) + grads
     getattr(_C, op)(dy, dh_n, c.x, c.h0, c.w_ih, c.w_hh, c.hs, c.gates, dx, dh0, *grads, state_grads)
     return (dx, dh0 if state_grads else None) + grads
 
