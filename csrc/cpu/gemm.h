@@ -121,15 +121,15 @@ inline void gemm(const GemmParams& p, typename NonDeduced<GemmOperand<T>>::type 
 }
 
 template <class T>
-inline PackedMatrix<T> pack_a(int64_t m, int64_t k, const T* a, int64_t lda, bool trans_a) {
-  PackedMatrix<T> out;
-  gemm_kernels<T>().pack(out, false, m, k, a, lda, trans_a);
-  return out;
+inline void repack_a(PackedMatrix<T>& into, int64_t m, int64_t k, const T* a, int64_t lda, bool trans_a) {
+  gemm_kernels<T>().pack(into, false, m, k, a, lda, trans_a);
 }
 
 template <class T>
-inline void repack_a(PackedMatrix<T>& into, int64_t m, int64_t k, const T* a, int64_t lda, bool trans_a) {
-  gemm_kernels<T>().pack(into, false, m, k, a, lda, trans_a);
+inline PackedMatrix<T> pack_a(int64_t m, int64_t k, const T* a, int64_t lda, bool trans_a) {
+  PackedMatrix<T> out;
+  repack_a(out, m, k, a, lda, trans_a);
+  return out;
 }
 
 template <class T>

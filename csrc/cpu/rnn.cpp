@@ -287,10 +287,10 @@ struct Recurrent {
 // rows, shared, each thread writing its rows). Forward, for t = 0 .. S-1:
 // carry(t), the thread's GEMM of step t, then pass(t), its gate pass. Backward,
 // for t = S-1 .. 0: carry(t + 1) (dh from dA_{t+1}; none at the last step)
-// then pass(t), and carry(0) at the end (only for p.state_grads: it makes
-// dh0 and nothing else). Split by units, a GEMM reads what
-// every thread's previous pass wrote (h_{t-1}, dA_{t+1}), hence a barrier
-// after each pass; a pass reads only what its own thread's GEMM wrote.
+// then pass(t), and carry(0) at the end, only for p.state_grads (it makes dh0
+// and nothing else). Split by units, a GEMM reads what every thread's previous
+// pass wrote (h_{t-1}, dA_{t+1}), hence a barrier after each pass; a pass
+// reads only what its own thread's GEMM wrote.
 // A one-step sequence (a cell) has nothing to carry between steps: the
 // engine threads its one GEMM (w_hh read in place) and the gate pass is split
 // by rows, as before the split by units, which measured 7-8% slower for the
