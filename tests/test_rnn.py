@@ -165,12 +165,13 @@ def test_a_sequence_is_its_cells_step_by_step():
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("with_h0", [True, False])
-def test_backward_is_the_same_whether_or_not_h0_lies_before_the_states(kind, with_h0):
+@pytest.mark.parametrize("t,b,i,h", [(5, 13, 6, 19), (8, 32, 100, 100)])
+def test_backward_is_the_same_whether_or_not_h0_lies_before_the_states(kind, with_h0, t, b, i, h):
     """ops.lstm / ops.gru keep h0 right before hs[0], so that dw_hh is one GEMM; a
     cache whose h0 lies elsewhere takes two. Same gradients (dw_hh up to the order
-    of its sums), and the caller's h0 is neither moved nor changed."""
+    of its sums), and the caller's h0 is neither moved nor changed; the second
+    shape's weight gradients are split by rows over the threads."""
     gen = rng(21)
-    t, b, i, h = 5, 13, 6, 19
     gates = 4 if kind == "lstm" else 3
     x, h0, c0 = randn(gen, (t, b, i), np.float64), randn(gen, (b, h), np.float64), randn(gen, (b, h), np.float64)
     h0_before = h0.copy()
@@ -236,14 +237,17 @@ def test_sequences_give_identical_results_for_any_thread_count():
     """The recurrence splits batch rows or hidden units over threads and each GEMM
     sums in a fixed order, so 1, 2 and 3 threads give the same bits (both kernels,
     a sequence split either way, one step and a batch of one, H not a multiple of
-    the vector width). The bias gradients are column sums that the engine splits
-    over threads: close, not equal."""
+    the vector width, and (8, 32, 100, 100), whose products after the loop are
+    split by rows over 2 and 3 threads: dx's 256, the weight gradients' 400). The
+    bias gradients are column sums that the engine splits over
+    threads: close, not equal."""
     import deepkern
     gen = rng(12)
     old = deepkern.get_num_threads()
     sums = {10, 11, 16, 17}  # db_ih, db_hh of lstm_backward, then of gru_backward
     try:
-        for t, b, i, h in ((6, 64, 9, 63), (1, 64, 9, 63), (3, 1, 5, 400), (4, 48, 16, 97), (4, 12, 16, 130)):
+        for t, b, i, h in ((6, 64, 9, 63), (1, 64, 9, 63), (3, 1, 5, 400), (4, 48, 16, 97), (4, 12, 16, 130),
+                           (8, 32, 100, 100)):
             x, h0, c0 = (randn(gen, s, np.float32) for s in ((t, b, i), (b, h), (b, h)))
             dy, dhn, dcn = (randn(gen, s, np.float32) for s in ((t, b, h), (b, h), (b, h)))
             w4, w3 = weights(gen, 4, i, h, np.float32), weights(gen, 3, i, h, np.float32)

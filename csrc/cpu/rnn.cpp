@@ -13,9 +13,9 @@
 // Backward: per step (last to first) one fused pass turns dh, dc and the saved
 // gates into the gate gradients dA_t (stored for all steps), then one GEMM
 // carries dh to the previous step, dh = dA_t @ w_hh. Everything else is a
-// large GEMM after the loop: dx = dA @ w_ih, dw_ih = dA^T x, dw_hh = dA^T
-// [h0; hs[0 .. S-2]] (see gradients()), and the bias gradients are dA's
-// column sums.
+// large GEMM after the loop, split by rows over the threads: dx = dA @ w_ih,
+// dw_ih = dA^T x, dw_hh = dA^T [h0; hs[0 .. S-2]] (see gradients()), and the
+// bias gradients are dA's column sums.
 //
 // Threads: the recurrence is one parallel region per call, split one of two
 // ways (recurrence_split()).
@@ -352,6 +352,26 @@ void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward,
   guard.rethrow();
 }
 
+// A thread's share of a product split by split_rows: at least this many rows ...
+constexpr int64_t kMinShareRows = 64;
+// ... and this many multiply-adds (the engine's own threshold for a second thread).
+constexpr double kMinShareFmas = double(1 << 19);
+
+// f(lo, hi) for the rows [lo, hi) of a product's C (rows rows, fmas
+// multiply-adds each), one contiguous share per thread, each f a
+// single-threaded GEMM. With one thread worth using, f(0, rows) runs on the
+// calling thread and the engine threads its GEMM.
+template <class T, class F>
+void split_rows(int64_t rows, double fmas, F f) {
+  const int nt = static_cast<int>(std::max(
+      1.0, std::min({double(get_num_threads()), double(rows / kMinShareRows), rows * fmas / kMinShareFmas})));
+  if (nt == 1) return f(0, rows);
+  Guard guard;
+  for_each_range(1, &rows, 64 / int64_t(sizeof(T)), nt,
+                 [&](int64_t, int64_t lo, int64_t hi) { guard.run([&] { f(lo, hi); }); });
+  guard.rethrow();
+}
+
 // After the backward loop, from the gate gradients of every step (S B, G H):
 // dx = da_ih @ w_ih, dw_ih = da_ih^T x and dw_hh = da_hh^T [h0; hs[0 .. S-2]]
 // (LSTM: both are dA; GRU: the input and the recurrent parts), and the bias
@@ -362,30 +382,49 @@ void recurrence(const RnnParams& p, int64_t gates, const T* w_hh, bool backward,
 // at (32, 512, 512), 2 Zen 3 cores, medians of 31 interleaved: LSTM 120.95 ->
 // 120.49 ms, GRU 91.0 -> 90.4 (the K = 32 product alone: 0.7 ms).
 // An LSTM's two weight gradients then share one A, dA^T, packed once into a
-// matrix kept between calls (as the gate gradients are, and the same size):
+// matrix kept between calls (as the gate gradients are, and as big):
 // LSTM 120.7 -> 118.7 and 119.2 -> 117.7 ms in two runs, bit-identical.
 // Packed into fresh memory every call it was slower than packing twice (page
 // faults on 13 MiB).
+// Each product is split by rows of C over the threads, each thread's share
+// one single-threaded GEMM (split_rows): dx by the steps' batch rows, the
+// weight gradients by gate units, each thread packing its rows of dA^T (into
+// its own kept matrix) once for both. Against the engine threading each GEMM
+// (tiles handed out, a barrier per K block, dA^T packed once for all): no
+// barriers, and each thread streams only its rows of the packed dA^T, where
+// both threads swept all of it. Bit-identical (each element sums its K
+// blocks in the same order). T=50 forward + backward, 2 Zen 3 cores, in-process
+// A/B, medians of 41 interleaved: LSTM (32, 512, 512) 1.012 / 1.029 /
+// 1.019x, (64, 128, 256) 1.036x, GRU (32, 512, 512) 1.010x. In a harness, the
+// input projection's shape (1600, 2048, 512, B transposed) ran 2-5% slower
+// split so (each thread then packs all of w_ih): it stays threaded by the engine.
 // S >= 1 here (nothing_to_do handles S = 0).
 template <class T>
 void gradients(const RnnParams& p, int64_t gh, const T* x, const T* w_ih, const T* h0, const T* hs, const T* da_ih,
                const T* da_hh, T* dx, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh) {
   const int64_t S = p.steps, B = p.batch, H = p.hidden, I = p.input, SB = S * B;
-  gemm<T>(mm(SB, I, gh, gh, I, false, false), da_ih, w_ih, dx);
+  split_rows<T>(SB, double(gh) * double(I), [&](int64_t r0, int64_t r1) {
+    gemm<T>(mm(r1 - r0, I, gh, gh, I, false, false), da_ih + r0 * gh, w_ih, dx + r0 * I);
+  });
   if (db_ih) sum_rows<T>(SB, gh, da_ih, db_ih);
   if (db_hh) sum_rows<T>(SB, gh, da_hh, db_hh);
   const bool adjacent = h0 + B * H == hs;
-  if (adjacent && da_ih == da_hh) {
-    static thread_local PackedMatrix<T> da_t;
-    repack_a<T>(da_t, gh, SB, da_ih, gh, true);
-    gemm<T>(mm(gh, I, SB, gh, I, true, false), da_t, x, dw_ih);
-    gemm<T>(mm(gh, H, SB, gh, H, true, false), da_t, h0, dw_hh);
-    return;
-  }
-  gemm<T>(mm(gh, I, SB, gh, I, true, false), da_ih, x, dw_ih);
-  if (adjacent) return gemm<T>(mm(gh, H, SB, gh, H, true, false), da_hh, h0, dw_hh);
-  gemm<T>(mm(gh, H, B, gh, H, true, false), da_hh, h0, dw_hh);
-  if (S > 1) gemm<T>(mm(gh, H, (S - 1) * B, gh, H, true, false, 1.0), da_hh + B * gh, hs, dw_hh);
+  split_rows<T>(gh, double(SB) * double(I + H), [&](int64_t r0, int64_t r1) {
+    const int64_t m = r1 - r0;
+    const T *a_ih = da_ih + r0, *a_hh = da_hh + r0;
+    T *w_i = dw_ih + r0 * I, *w_h = dw_hh + r0 * H;
+    if (adjacent && da_ih == da_hh) {  // one A, packed once
+      static thread_local PackedMatrix<T> da_t;
+      repack_a<T>(da_t, m, SB, a_ih, gh, true);
+      gemm<T>(mm(m, I, SB, gh, I, true, false), da_t, x, w_i);
+      gemm<T>(mm(m, H, SB, gh, H, true, false), da_t, h0, w_h);
+      return;
+    }
+    gemm<T>(mm(m, I, SB, gh, I, true, false), a_ih, x, w_i);
+    if (adjacent) return gemm<T>(mm(m, H, SB, gh, H, true, false), a_hh, h0, w_h);
+    gemm<T>(mm(m, H, B, gh, H, true, false), a_hh, h0, w_h);
+    if (S > 1) gemm<T>(mm(m, H, (S - 1) * B, gh, H, true, false, 1.0), a_hh + B * gh, hs, w_h);
+  });
 }
 
 // Backward with nothing to differentiate (no steps, an empty batch or no
