@@ -73,12 +73,14 @@
 // itself at about 80% of peak there), quiet minima, 2 threads: LSTM T=50
 // 1.22x at (64, 128, 256) and 1.11x at (32, 512, 512), 1 layer.
 // On 2 Zen 3 cores (AVX2, 6-row micro-kernel) the (32, 512, 512) layer's
-// forward + backward runs at 80-83% of the FMA peak, 117-120 ms: input
+// forward + backward ran at 80-83% of the FMA peak, 117-120 ms: input
 // projection 18.0, forward recurrence 21.0 (its GEMMs 17.9), backward
 // recurrence 20.2, dx 19.2, the dA^T packing 1.6 (13 MiB, from memory), dw_ih
-// 18.5, dw_hh 18.2, bias sums 0.4. The same product with both operands packed
-// beforehand takes 17.4 ms, the micro-kernel in cache 97.5% of the peak.
-// Against torch 2.13: 1.18-1.20x (bench/results/avx2/rnn.md).
+// 18.5, dw_hh 18.2, bias sums 0.4 (before gradients() split its products by
+// rows, 1-3% faster). The same product with both operands packed beforehand
+// takes 17.4 ms, the micro-kernel in cache 97.5% of the peak. perf, after the
+// split: micro-kernels 84% of the CPU time, packing 4.4%, gate passes 3.1%,
+// the kernel zeroing fresh pages of the output arrays 1%.
 #include "cpu/rnn.h"
 
 #include <omp.h>
@@ -398,6 +400,11 @@ void split_rows(int64_t rows, double fmas, F f) {
 // 1.019x, (64, 128, 256) 1.036x, GRU (32, 512, 512) 1.010x. In a harness, the
 // input projection's shape (1600, 2048, 512, B transposed) ran 2-5% slower
 // split so (each thread then packs all of w_ih): it stays threaded by the engine.
+// Also measured and dropped: the columns of [dw_ih | dw_hh] split instead,
+// over one shared dA^T (0.6% slower than rows); x and [h0; hs] packed once as
+// shared B operands for the rows split (0.98-0.997x); each thread packing its
+// rows of dA_t^T inside the backward loop, while they are in cache, instead of
+// the pack here (0.97-1.007x: the stores cost the loop what the pack cost).
 // S >= 1 here (nothing_to_do handles S = 0).
 template <class T>
 void gradients(const RnnParams& p, int64_t gh, const T* x, const T* w_ih, const T* h0, const T* hs, const T* da_ih,
