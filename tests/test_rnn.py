@@ -239,8 +239,8 @@ def test_sequences_give_identical_results_for_any_thread_count():
     a sequence split either way, one step and a batch of one, H not a multiple of
     the vector width, and (8, 32, 100, 100), whose products after the loop are
     split by rows over 2 and 3 threads: dx's 256, the weight gradients' 400). The
-    bias gradients are column sums that the engine splits over
-    threads: close, not equal."""
+    bias gradients are column sums that the engine splits over threads: close,
+    not equal."""
     import deepkern
     gen = rng(12)
     old = deepkern.get_num_threads()

@@ -289,7 +289,7 @@ void pack(PackedMatrix<T>& out, bool is_b, int64_t rows, int64_t depth, const T*
   // 2 Zen 3 cores, medians of 41 interleaved: 0.97 -> 0.70 ms with 8).
   const int64_t width = kPackGroup * out.panel, groups = (padded + width - 1) / width;
   const int64_t blocks = depth > 0 ? (depth + out.kc - 1) / out.kc : 0;
-  // Inside a parallel region (an RNN's weight gradients, each thread its rows) on the calling thread, as gemm.
+  // Called inside a parallel region (an RNN's weight gradients, each thread packing its rows): one thread, as gemm.
   const int nt = omp_in_parallel() ? 1
                                    : static_cast<int>(std::min<int64_t>(get_num_threads(),
                                                                         std::max<int64_t>(1, padded * depth >> 16)));
