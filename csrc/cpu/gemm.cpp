@@ -7,17 +7,26 @@
 //       for ic over the tile by MC:       A block (MC x KC): L2
 //         for jr over the tile by NR:     B strip (KC x NR): L1/L2, reused by every ir
 //           for ir by MR:                 micro-kernel, C tile in registers
-// B stored k-major (not trans_b) is read in place, never packed: its strips are
-// already NR contiguous values per k row, and the kernel prefetches the rows
-// of the strips ahead (rows ldb apart defeat the TLB and the prefetchers).
-// Measured on Zen 4, one core: as fast as packing for square sizes, faster for
-// small m, where packing B costs as much as the multiply ((64, 1024, 384): 107
-// against 92 GFLOP/s; (6, 50176, 25) is a pure stream through B). With AVX2
-// (GemmBlocking::b_in_place) B is packed instead: a 16-float strip row is one
-// cache line, and on Zen 3 reading it in place ran at half the packed speed
-// (2048^3, one core: 30 against 66 GFLOP/s). B stored
-// n-major (trans_b, linear's weight) is packed by in-register transposes, per
-// tile and K block, or per strip right before use when the tile has one A block.
+// B stored k-major (not trans_b) is read in place when a tile's rows are one
+// A block (b_in_place()): its strips are already NR contiguous values per k
+// row, and the kernel prefetches the rows of the strips ahead (rows ldb apart
+// defeat the TLB and the prefetchers). Measured on Zen 4, one core: as fast as
+// packing for square sizes, faster for small m, where packing B costs as much
+// as the multiply ((64, 1024, 384): 107 against 92 GFLOP/s; (6, 50176, 25) is
+// a pure stream through B). A taller tile sweeps each strip once per A block,
+// and there packing the block once pays on Zen 5 (full-width AVX-512: twice
+// Zen 4's FMA throughput per core, so the strided reads show). 2 Zen 5 cores,
+// old and new alternating in one process, medians of 31: 2048^3 269 -> 435
+// GFLOP/s (rows 8 KiB apart, a page each), 1024^3 1.04x, (256, 1024, 1024)
+// 1.17x, an LSTM's dx (800, 512, 2048) 1.13x and dw (1024, 512, 1600, A
+// transposed) 1.06x per thread; (5000, 64, 256) 0.98x, conv's (64, 32768,
+// 576) unchanged (one A block). LSTM T=50 forward + backward at (32, 512,
+// 512): 1.005-1.026x. With AVX2 (GemmBlocking::b_in_place) B is always
+// packed: a 16-float strip row is one cache line, and on Zen 3 reading it in
+// place ran at half the packed speed (2048^3, one core: 30 against 66
+// GFLOP/s). B stored n-major (trans_b, linear's weight) is packed by
+// in-register transposes, per tile and K block, or per strip right before use
+// when the tile has one A block.
 // KC = 768, above the usual 256-384, because each K block is a pass over C and
 // the A block and B strip still share the 1 MiB L2: 3-5% at 1024^3 and 2048^3.
 // Threads: tiles are handed out dynamically (about four per thread), so a
@@ -90,6 +99,13 @@ struct Source {
   }
 };
 
+// Whether B, stored k-major and not pre-packed, is read in place by tiles of
+// th rows (see the top of the file).
+template <class T>
+bool b_in_place(const Source<T>& b, int64_t th) {
+  return !b.packed && b.strip_contiguous && Blk<T>::b_in_place && th <= Blk<T>::mc;
+}
+
 // One gemm call: operands, the K blocking and the tiling of C.
 template <class T>
 struct Job {
@@ -112,12 +128,12 @@ void gemm_tile(const Job<T>& j, int64_t m0, int64_t t, int64_t k0, int64_t kc, c
   const int64_t r0 = m0 + t % j.tiles_m * j.th, r1 = std::min({p.m, m0 + j.band, r0 + j.th});
   if (r0 >= r1) return;
   const int64_t c0 = t / j.tiles_m * j.tw, c1 = std::min(p.n, c0 + j.tw), tw = c1 - c0;
-  const bool direct_b = !b.packed && b.strip_contiguous && B::b_in_place;
+  const bool direct_b = b_in_place(b, j.th);
   // With a single A block, a B strip packed right before use is still in L1/L2
   // (a linear layer at batch 64, one core: 80 -> 88 GFLOP/s against packing the block).
-  // Not for plain B (packed only with AVX2): its strip is kc runs ldb apart, a
-  // TLB miss each, where the block is read row by row ((32, 2048, 1024), 2
-  // Zen 3 cores: 43 -> 64 GFLOP/s, medians).
+  // Not for plain B (packed with AVX2, or for taller tiles): its strip is kc
+  // runs ldb apart, a TLB miss each, where the block is read row by row ((32,
+  // 2048, 1024), 2 Zen 3 cores: 43 -> 64 GFLOP/s, medians).
   const bool strip_b = !b.packed && !b.strip_contiguous && r1 - r0 <= B::mc;
   // strip_b packs into a ring of kEdgeRing strips, so that edge rows can take
   // several at once (edge_strips) as they do from a packed block: the 2 rows
@@ -226,8 +242,7 @@ void gemm(const GemmParams& p, GemmOperand<T> a, GemmOperand<T> b, T* c, const G
   const Job<T> j{p, Source<T>{a.raw, p.lda, p.trans_a, a.packed}, Source<T>{b.raw, p.ldb, !p.trans_b, b.packed},
                  c, bias, kc_full, band, th, tw, tiles_m, tiles_m * ((p.n + tw - 1) / tw)};
   T* abuf = a.packed ? nullptr : scratch<T>(0, band * kc_full);
-  const int64_t bsize = (!b.packed && !p.trans_b && B::b_in_place
-                            ? B::nr
+  const int64_t bsize = (b_in_place(j.b, th) ? B::nr
                             : std::max(round_up(tw, B::nr), edge_strips<T>(1) * B::nr)) * kc_full;
 
   std::atomic<bool> no_memory{false};
