@@ -18,7 +18,8 @@ from helpers import DTYPES, assert_grad, requires_gpu, rng, to_cpu, to_gpu, torc
 
 SHAPES = [(1, 1, 1), (1, 17, 3), (13, 1, 7), (2, 3, 1), (14, 32, 16), (15, 33, 17), (29, 61, 97),
           (97, 31, 5), (6, 257, 25), (131, 67, 800), (200, 40, 30), (3, 3100, 5), (300, 16, 400),
-          (44, 70, 1700), (15, 100, 900)]  # edge rows over several strips, several K blocks
+          (44, 70, 1700), (15, 100, 900),  # edge rows over several strips, several K blocks
+          (350, 530, 800)]  # tiles of several A blocks over B rows 2 KiB apart: B packed, not read in place
 
 
 def op(x, trans):

@@ -8,25 +8,28 @@
 //         for jr over the tile by NR:     B strip (KC x NR): L1/L2, reused by every ir
 //           for ir by MR:                 micro-kernel, C tile in registers
 // B stored k-major (not trans_b) is read in place when a tile's rows are one
-// A block (b_in_place()): its strips are already NR contiguous values per k
-// row, and the kernel prefetches the rows of the strips ahead (rows ldb apart
-// defeat the TLB and the prefetchers). Measured on Zen 4, one core: as fast as
-// packing for square sizes, faster for small m, where packing B costs as much
-// as the multiply ((64, 1024, 384): 107 against 92 GFLOP/s; (6, 50176, 25) is
-// a pure stream through B). A taller tile sweeps each strip once per A block,
-// and there packing the block once pays on Zen 5 (full-width AVX-512: twice
-// Zen 4's FMA throughput per core, so the strided reads show). 2 Zen 5 cores,
-// old and new alternating in one process, medians of 31: 2048^3 269 -> 435
-// GFLOP/s (rows 8 KiB apart, a page each), 1024^3 1.04x, (256, 1024, 1024)
-// 1.17x, an LSTM's dx (800, 512, 2048) 1.13x and dw (1024, 512, 1600, A
-// transposed) 1.06x per thread; (5000, 64, 256) 0.98x, conv's (64, 32768,
-// 576) unchanged (one A block). LSTM T=50 forward + backward at (32, 512,
-// 512): 1.005-1.026x. With AVX2 (GemmBlocking::b_in_place) B is always
-// packed: a 16-float strip row is one cache line, and on Zen 3 reading it in
-// place ran at half the packed speed (2048^3, one core: 30 against 66
-// GFLOP/s). B stored n-major (trans_b, linear's weight) is packed by
-// in-register transposes, per tile and K block, or per strip right before use
-// when the tile has one A block.
+// A block or B's rows lie close together (b_in_place()): its strips are
+// already NR contiguous values per k row, and the kernel prefetches the rows
+// of the strips ahead (rows ldb apart defeat the TLB and the prefetchers).
+// Measured on Zen 4, one core: as fast as packing for square sizes, faster for
+// small m, where packing B costs as much as the multiply ((64, 1024, 384): 107
+// against 92 GFLOP/s; (6, 50176, 25) is a pure stream through B). A taller
+// tile sweeps each strip once per A block, and when B's rows are 2 KiB or
+// more apart (a page every row or two) packing the block once pays on Zen 5
+// (full-width AVX-512: twice Zen 4's FMA throughput per core, so the strided
+// reads show). 2 Zen 5 cores, old and new alternating in one process, medians
+// of 31: 2048^3 269 -> 435 GFLOP/s, 1024^3 1.04x, (256, 1024, 1024) 1.17x, an
+// LSTM's dx (800, 512, 2048) 1.13x and dw (1024, 512, 1600, A transposed)
+// 1.06x per thread; LSTM T=50 forward + backward at (32, 512, 512)
+// 1.005-1.026x; conv's (64, 32768, 576) unchanged (one A block). Rows closer
+// together stay read in place: packing them made (5000, 64, 256) 1-2% and a
+// 1x1 conv's forward + backward ((32, 256, 14, 14), 64 filters) 1-5% slower.
+// With AVX2 (GemmBlocking::b_in_place) B is always packed: a 16-float strip
+// row is one cache line, and on Zen 3 reading it in place ran at half the
+// packed speed (2048^3, one core: 30 against 66 GFLOP/s).
+// B stored n-major (trans_b, linear's weight) is packed by in-register
+// transposes, per tile and K block, or per strip right before use when the
+// tile has one A block.
 // KC = 768, above the usual 256-384, because each K block is a pass over C and
 // the A block and B strip still share the 1 MiB L2: 3-5% at 1024^3 and 2048^3.
 // Threads: tiles are handed out dynamically (about four per thread), so a
@@ -99,11 +102,16 @@ struct Source {
   }
 };
 
+// B rows at least this far apart put a strip's k rows on a page every row or
+// two: read in place by several A blocks, a TLB miss each time, so packed.
+constexpr int64_t kPackBStrideBytes = 2048;
+
 // Whether B, stored k-major and not pre-packed, is read in place by tiles of
 // th rows (see the top of the file).
 template <class T>
 bool b_in_place(const Source<T>& b, int64_t th) {
-  return !b.packed && b.strip_contiguous && Blk<T>::b_in_place && th <= Blk<T>::mc;
+  return !b.packed && b.strip_contiguous && Blk<T>::b_in_place &&
+         (th <= Blk<T>::mc || b.ld * int64_t(sizeof(T)) < kPackBStrideBytes);
 }
 
 // One gemm call: operands, the K blocking and the tiling of C.
