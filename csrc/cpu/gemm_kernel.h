@@ -19,8 +19,8 @@
 //            8 x 48 and 6 x 64 measured the same or up to 2% lower.
 //   AVX2:    6 x 16 float / 6 x 8 double: 12 accumulators + 2 + 1 = 15 of 16 ymm.
 //   generic: 4 x 4 scalars (the compiler vectorises what it can).
-// b_in_place: B stored k-major is read in place rather than packed, by tiles
-// of one A block (gemm.cpp).
+// b_in_place: B stored k-major may be read in place rather than packed
+// (gemm.cpp's b_in_place() says when).
 // Cache blocking (Zen 4: 32 KiB L1D, 1 MiB L2 per core, 32 MiB L3 shared): the
 // A block (MC x KC) sits in L2 and is swept once per B strip; a B strip
 // (KC x NR) is reused from L2 by the MC / MR tiles of the block. See gemm.cpp.

@@ -84,9 +84,9 @@
 // On 2 Zen 5 cores (full-width AVX-512, 48 KiB L1D) the same layer took 47-50
 // ms, 78% of the FMA peak: input projection 7.3, forward recurrence 8.3 (its
 // gate passes 0.7), backward recurrence 8.2, dx 8.0, dw_ih and dw_hh 15.4 (6.5
-// each at the peak); the micro-kernels were 94% of the CPU time. There the
-// split by units measured 1-5% slower than by rows, and software prefetching
-// of w_hh's packed strips no faster.
+// each at the peak); in the forward the micro-kernels took about 94% of the
+// CPU time. There the split by units measured 1-5% slower than by rows, and
+// software prefetching of w_hh's packed strips no faster.
 #include "cpu/rnn.h"
 
 #include <omp.h>
