@@ -86,7 +86,26 @@
 // gate passes 0.7), backward recurrence 8.2, dx 8.0, dw_ih and dw_hh 15.4 (6.5
 // each at the peak); in the forward the micro-kernels took about 94% of the
 // CPU time. There the split by units measured 1-5% slower than by rows, and
-// software prefetching of w_hh's packed strips no faster.
+// software prefetching of w_hh's packed strips no faster. The transposed form
+// was tried again there, for the whole forward: each step gates^T = w_ih
+// x_t^T + bias + w_hh h_{t-1}^T (the input projection inside the step; each
+// thread the gathered rows of its hidden units, packed once per call, as A in
+// full 14-row tiles; h^T and c^T kept; a barrier a step). Its GEMMs ran at 94%
+// of the FMA peak, 13.7 ms against 14.6 for the hoisted projection and the
+// recurrence here, bit-identical results; but packing the gathered rows (0.5
+// ms), the barriers (0.15) and writing the gates, c and h back to (B, ...)
+// rows through register transposes (strided stores: that pass took 1.2-1.6
+// ms, 0.8 with the gates left transposed, and then backward's pass, reading
+// them, 1.1-1.7 against 0.7) took it all back: forward + backward 0.98-0.99x.
+// Against torch there, T=50 forward + backward, torch alone in its process:
+// (32, 512, 512) 58-60 ms in glibc's default malloc, which hands about 32 MiB
+// of torch's buffers back to the kernel and faults them in again every call
+// (15 ms of system time a call), and 49-51 ms with MALLOC_TRIM_THRESHOLD_ and
+// MALLOC_MMAP_THRESHOLD_ set to 1e9; (64, 128, 256) 32-33 ms against 22 ms.
+// This layer takes 48-49 ms and 21 ms either way (its buffers are kept), so
+// against a torch spared those faults the LSTM is 1.0-1.05x, not 1.2-1.5x: the
+// rest of the margin is the allocator's. GRU's is not (torch 49 and 109 ms
+// either way, 3x this file's).
 #include "cpu/rnn.h"
 
 #include <omp.h>
