@@ -74,3 +74,52 @@ def test_calls_keep_no_reference_to_their_arguments(spec):
         case.call()
     after = {n: sys.getrefcount(a) for n, a in arrays.items()}
     assert after == before, f"{spec.name}: reference counts changed: {before} -> {after}"
+
+
+# -- the host cache: large outputs reuse blocks freed by earlier outputs ----------
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+def test_large_output_reuses_a_freed_block_and_never_a_live_one():
+    import deepkern as dk
+    from deepkern import ops
+    dk.release_host_cache()
+    x = np.random.default_rng(0).standard_normal((512, 1024)).astype(np.float32)  # 2 MiB
+    y = ops.relu(x)
+    first = _address(y)
+    assert np.array_equal(y, np.maximum(x, 0))
+    del y
+    assert dk._C.host_cache_bytes() >= x.nbytes
+    z = ops.relu(x)  # the same size: the freed block
+    assert _address(z) == first and np.array_equal(z, np.maximum(x, 0))
+    view = z[1:]  # keeps the block: the next output must not get it
+    del z
+    w = ops.relu(-x)
+    assert _address(w) != first
+    assert np.array_equal(view, np.maximum(x, 0)[1:]) and np.array_equal(w, np.maximum(-x, 0))
+    del view, w
+    assert dk.release_host_cache() >= x.nbytes and dk._C.host_cache_bytes() == 0
+
+
+def test_host_cache_keeps_at_most_a_gibibyte():
+    import deepkern as dk
+    from deepkern import ops
+    dk.release_host_cache()
+    blocks = [ops._host_empty((400 << 20,), np.uint8) for _ in range(3)]  # untouched: no pages
+    assert len({_address(b) for b in blocks}) == 3
+    del blocks
+    assert 0 < dk._C.host_cache_bytes() <= 1 << 30
+    dk.release_host_cache()
+
+
+def test_small_and_malformed_shapes_go_to_numpy():
+    from deepkern import ops
+    small = ops._host_empty((100, 100), np.float32)
+    assert small.flags.owndata and small.shape == (100, 100)
+    assert ops._host_empty((0, 10**9), np.float32).shape == (0, 10**9)
+    with pytest.raises(ValueError):
+        ops._host_empty((-1, 4), np.float32)
+    with pytest.raises(ValueError):
+        ops._host_empty((1 << 40, 1 << 40), np.float32)

@@ -42,6 +42,15 @@ def set_num_threads(n):
     _C.set_num_threads(n)
 
 
+def release_host_cache():
+    """Hand back to the allocator the memory kept for reuse by large output arrays
+    (outputs of 1 MiB or more take blocks freed by earlier ones of the same size; up
+    to 1 GiB of freed blocks wait for reuse). Returns the bytes released."""
+    kept = _C.host_cache_bytes()
+    _C.release_host_cache()
+    return kept
+
+
 def show_config(file=None):
     """Print the version, the CPU instruction set in use, threads and CUDA status."""
     out = file if file is not None else sys.stdout

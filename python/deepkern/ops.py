@@ -4,6 +4,7 @@ Validation of dtypes, shapes, contiguity and writeability happens in the binding
 (csrc/bindings/), which raise TypeError / ValueError naming the op and argument;
 this layer turns PyTorch-style arguments into the kernels' explicit ones.
 """
+import math
 import operator
 import sys
 
@@ -130,11 +131,34 @@ def _cuda_input(op, name, x):
     return _input(op, name, x) if _is_cuda(x) else x
 
 
+# Outputs of at least this many bytes take their memory from _C's host cache:
+# blocks kept when an array dies and handed to the next array of the same size,
+# so that the kernels writing a training step's outputs do not fault in fresh
+# pages every step (csrc/bindings/core.cpp). Module forward + backward, 2 Zen 5
+# cores, in-process A/B against np.empty: batch norm on (32, 64, 56, 56) 2.7x,
+# 2x2 max pooling 1.4x, a 3x3 convolution 1.08x, a 2-layer LSTM (32, 512, 512)
+# T=50 1.04-1.08x beside torch in the process (1.02x for one layer).
+_HOST_CACHE_MIN_BYTES = 1 << 20
+
+
+def _host_empty(shape, dtype):
+    """An uninitialised C-contiguous numpy array; a large one from the host cache."""
+    dtype = np.dtype(dtype)
+    try:
+        dims = [operator.index(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+    except TypeError:
+        dims = [-1]
+    nbytes = dtype.itemsize * math.prod(dims) if min(dims, default=0) >= 0 else -1  # Python ints: no overflow
+    if not _HOST_CACHE_MIN_BYTES <= nbytes < 1 << 62:
+        return np.empty(shape, dtype=dtype)  # small, or a shape for numpy to reject
+    return _C.host_buffer(nbytes).view(dtype).reshape(dims)
+
+
 def _empty_like(x):
     """An uninitialised C-contiguous array of x's shape and dtype, from x's own
     array module: numpy, or the library of a CUDA array (cupy.empty_like, torch.empty_like)."""
     if isinstance(x, np.ndarray):
-        return np.empty(x.shape, dtype=x.dtype)
+        return _host_empty(x.shape, x.dtype)
     return sys.modules[type(x).__module__.partition(".")[0]].empty_like(x)
 
 
@@ -142,7 +166,7 @@ def _empty(x, shape, dtype=None):
     """An uninitialised C-contiguous array of `shape` from x's array module, with
     x's dtype (_out_dtype's for numpy) or the numpy `dtype` given."""
     if isinstance(x, np.ndarray):
-        return np.empty(shape, dtype=_out_dtype(x) if dtype is None else dtype)
+        return _host_empty(shape, _out_dtype(x) if dtype is None else dtype)
     xp = sys.modules[type(x).__module__.partition(".")[0]]
     if xp.__name__ == "torch":
         dt = x.dtype if dtype is None else getattr(xp, np.dtype(dtype).name)
@@ -992,7 +1016,7 @@ def _new_like(x, shape, zeros=False):
     """An uninitialised (or zero) C-contiguous array of `shape` and x's dtype, from x's
     array module (numpy, or a CUDA array's library, on x's device)."""
     if isinstance(x, np.ndarray):
-        return (np.zeros if zeros else np.empty)(shape, dtype=_out_dtype(x))
+        return np.zeros(shape, dtype=_out_dtype(x)) if zeros else _host_empty(shape, _out_dtype(x))
     if hasattr(x, "new_empty"):  # torch: new tensors on x's device
         return x.new_zeros(shape) if zeros else x.new_empty(shape)
     xp = sys.modules[type(x).__module__.partition(".")[0]]
