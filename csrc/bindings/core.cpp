@@ -32,9 +32,9 @@ namespace {
 // reuse (the rest go back to the allocator), and release() hands back all of
 // those. A library beside deepkern in the process no longer gets the heap
 // memory deepkern's outputs freed: torch's LSTM at (32, 512, 512), in
-// bench/compare.py's process, took 5-10% longer than alone where before it took
-// about as long; blocks mapped straight from the kernel instead of malloc'd
-// made no difference to that.
+// bench/compare.py's process, took 5-10% longer than alone, where beside
+// np.empty outputs it took as long or less; blocks mapped straight from the
+// kernel instead of malloc'd made no difference to that.
 class HostCache {
  public:
   static constexpr size_t kMaxKeptBytes = size_t(1) << 30;

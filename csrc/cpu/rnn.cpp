@@ -98,11 +98,11 @@
 // ms, 0.8 with the gates left transposed, and then backward's pass, reading
 // them, 1.1-1.7 against 0.7) took it all back: forward + backward 0.98-0.99x.
 // Against torch there, T=50 forward + backward, torch alone in its process:
-// (32, 512, 512) 58-60 ms in glibc's default malloc, which hands about 32 MiB
+// (32, 512, 512) 57-63 ms in glibc's default malloc, which hands about 32 MiB
 // of torch's buffers back to the kernel and faults them in again every call
 // (15 ms of system time a call), and 49-51 ms with MALLOC_TRIM_THRESHOLD_ and
 // MALLOC_MMAP_THRESHOLD_ set to 1e9; (64, 128, 256) 32-33 ms against 22 ms.
-// This layer takes 48-49 ms and 21 ms either way (its buffers are kept), so
+// This layer takes 46-53 ms and 20-22 either way (its buffers are kept), so
 // against a torch spared those faults the LSTM is 1.0-1.05x, not 1.2-1.5x: the
 // rest of the margin is the allocator's. GRU's is not (torch 49 and 109 ms
 // either way, 3x this file's).
