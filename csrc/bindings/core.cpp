@@ -1,6 +1,8 @@
 // Build and machine facts, threads, and the host memory of ops.py's outputs.
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
